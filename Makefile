@@ -1,0 +1,46 @@
+# The front door. Every target installs what it needs first (a fresh machine is fine).
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+# CPU wheel on this machine's disk; override on a GPU box, e.g. TORCH_SPEC="torch==2.5.1".
+TORCH_SPEC ?= torch==2.13.0
+# Data root: $LATENTFLOW_DATA if set, else ./data (see README "Data").
+export LATENTFLOW_DATA ?= $(CURDIR)/data
+EXPERIMENT ?= jsb/af_af_cpu
+ARGS ?=
+
+.PHONY: install test test-fast lint format train bench bench-quick bench-sample bench-data \
+	reproduce-cpu clean
+
+install: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q "$(TORCH_SPEC)"
+	$(PY) -m pip install -q -e ".[dev]"
+	touch $@
+
+test: install
+	$(PY) -m pytest -q
+
+test-fast: install
+	$(PY) -m pytest -q -m "not slow"
+
+lint: install
+	$(VENV)/bin/ruff check src tests benchmarks
+	$(VENV)/bin/ruff format --check src tests benchmarks
+
+format: install
+	$(VENV)/bin/ruff format src tests benchmarks
+	$(VENV)/bin/ruff check --fix src tests benchmarks
+
+train: install
+	$(VENV)/bin/latentflow-train experiment=$(EXPERIMENT) $(ARGS)
+
+bench-data: install
+	$(PY) benchmarks/bench_data.py
+
+clean:
+	rm -rf $(VENV) .pytest_cache .ruff_cache outputs multirun
