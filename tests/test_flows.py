@@ -22,7 +22,9 @@ from latentflow.flows.transforms import ScalarTransform
 TRANSFORMS = [Affine, NLSq]
 
 
-def random_params(transform: ScalarTransform, shape: tuple[int, ...], scale: float) -> torch.Tensor:
+def random_params(
+    transform: ScalarTransform, shape: tuple[int, ...], scale: float
+) -> torch.Tensor:
     return scale * (2 * torch.rand(*shape, transform.num_params) - 1)
 
 

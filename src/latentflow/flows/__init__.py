@@ -57,7 +57,9 @@ def hidden_flow(
     if features < 1:
         raise ValueError(f"model.latent_dim must be >= 1, got {features}")
     if kind == "scf" and features < 2:
-        raise ValueError(f"model.latent_dim must be >= 2 for a coupling (scf) flow, got {features}")
+        raise ValueError(
+            f"model.latent_dim must be >= 2 for a coupling (scf) flow, got {features}"
+        )
     layers: list[FlowLayer] = []
     for i in range(num_layers):
         t = make_transform(transform)

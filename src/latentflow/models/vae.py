@@ -1,0 +1,189 @@
+"""The latent flow model (paper Sec. 4-5): q(z|x) mean-field Gaussian from a BiLSTM, a flow prior
+p(z|T), and conditionally independent emissions p(x_t | z_{1:T}, T) from a BiLSTM over z."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import Tensor, nn
+from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
+
+from latentflow.models.emission import emission_log_prob, emission_sample
+from latentflow.models.objectives import importance_sampled_log_likelihood
+from latentflow.models.position import LengthConditioning, sequence_mask
+from latentflow.models.priors import SequencePrior
+
+LOG_2PI = math.log(2 * math.pi)
+
+
+def packed_lstm(lstm: nn.LSTM, inputs: Tensor, lengths: Tensor) -> Tensor:
+    """Run a (Bi)LSTM on padded inputs [B, T, D] so padding never reaches a valid step."""
+    packed = pack_padded_sequence(inputs, lengths.cpu(), batch_first=True, enforce_sorted=False)
+    out, _ = lstm(packed)
+    out, _ = pad_packed_sequence(out, batch_first=True, total_length=inputs.shape[1])
+    return out  # [B, T, (2x) hidden]
+
+
+def repeat_batch(x: Tensor, n: int) -> Tensor:
+    """[B, ...] -> [n * B, ...], sample-major (row s * B + b)."""
+    return x.repeat(n, *([1] * (x.dim() - 1)))
+
+
+class LatentFlowModel(nn.Module):
+    """Latent-variable model with a flow prior over a continuous latent sequence.
+
+    Args:
+        prior: a ``SequencePrior`` over z in R^{T x latent_dim}.
+        num_features: V (text vocabulary, padding id 0) or 88 (piano keys).
+        max_length: largest T the length one-hots cover (longer ones clamp).
+        text: Categorical emissions (True) or 88 independent Bernoullis (False).
+        tie_weights: tie the encoder's input embedding and the decoder's output layer (text).
+        length_distribution: p(T) (a module with ``log_prob`` and ``sample``); optional.
+    """
+
+    def __init__(
+        self,
+        prior: SequencePrior,
+        num_features: int,
+        max_length: int,
+        text: bool = True,
+        embed_dim: int = 500,
+        hidden_dim: int = 500,
+        num_layers: int = 2,
+        pos_dim: int = 32,
+        tie_weights: bool = True,
+        length_distribution: nn.Module | None = None,
+    ) -> None:
+        super().__init__()
+        self.text, self.latent_dim = text, prior.latent_dim
+        self.prior = prior
+        self.length_distribution = length_distribution
+        H = prior.latent_dim
+        # q(z | x): BiLSTM over [x embedding ; length one-hots] -> mean, log-variance per step
+        self.embed = nn.Embedding(num_features, embed_dim) if text else None
+        self.embed_music = None if text else nn.Linear(num_features, embed_dim)
+        self.enc_pos = LengthConditioning(max_length, pos_dim)
+        self.encoder = nn.LSTM(
+            embed_dim + 2 * pos_dim, hidden_dim, num_layers, batch_first=True, bidirectional=True
+        )
+        self.to_q = nn.Linear(2 * hidden_dim, 2 * H)
+        # p(x | z): BiLSTM over [z ; length one-hots] -> features -> emission logits
+        self.dec_pos = LengthConditioning(max_length, pos_dim)
+        self.decoder = nn.LSTM(
+            H + 2 * pos_dim, hidden_dim, num_layers, batch_first=True, bidirectional=True
+        )
+        self.to_features = nn.Linear(2 * hidden_dim + H, embed_dim)
+        self.out = nn.Linear(embed_dim, num_features)
+        if text and tie_weights:
+            self.out.weight = self.embed.weight
+
+    # ------------------------------------------------------------------ components
+    def encode(self, x: Tensor, lengths: Tensor) -> tuple[Tensor, Tensor]:
+        """Mean and log-variance of q(z_t | x): each [B, T, H]."""
+        emb = self.embed(x) if self.text else self.embed_music(x)  # [B, T, E]
+        h = torch.cat([emb, self.enc_pos(lengths, x.shape[1])], -1)
+        mu, logvar = self.to_q(packed_lstm(self.encoder, h, lengths)).chunk(2, -1)
+        return mu, logvar
+
+    def decode(self, z: Tensor, lengths: Tensor) -> Tensor:
+        """Emission logits [B, T, V | 88] given the whole latent sequence."""
+        h = packed_lstm(
+            self.decoder, torch.cat([z, self.dec_pos(lengths, z.shape[1])], -1), lengths
+        )
+        return self.out(self.to_features(torch.cat([h, z], -1)))
+
+    def _joint_terms(
+        self, x: Tensor, lengths: Tensor, mu: Tensor, logvar: Tensor, n: int
+    ) -> tuple[Tensor, Tensor, Tensor]:
+        """For n samples z ~ q: (log p(x|z), log p(z|T), log q(z|x)), each [n, B]."""
+        B, T = lengths.shape[0], x.shape[1]
+        mask = sequence_mask(lengths, T)  # [B, T]
+        noise = torch.randn(n, *mu.shape, device=mu.device, dtype=mu.dtype)  # [n, B, T, H]
+        z = (mu + torch.exp(0.5 * logvar) * noise).flatten(0, 1)  # [n * B, T, H]
+        log_q = -0.5 * (noise.square() + logvar + LOG_2PI).sum(-1)  # [n, B, T]
+        log_q = log_q.masked_fill(~mask, 0.0).sum(-1)  # [n, B]
+        lengths_n = lengths.repeat(n)
+        log_p = self.prior.log_prob(z, lengths_n).view(n, B)
+        logits = self.decode(z, lengths_n)
+        recon = emission_log_prob(logits, repeat_batch(x, n), repeat_batch(mask, n), self.text)
+        return recon.view(n, B), log_p, log_q
+
+    # ------------------------------------------------------------------ objectives
+    def elbo(
+        self, x: Tensor, lengths: Tensor, num_samples: int = 10, kl_weight: float | Tensor = 1.0
+    ) -> dict[str, Tensor]:
+        """K-sample ELBO terms per sequence (each [B], averaged over the K samples).
+
+        ``recon`` = E_q log p(x|z,T); ``kl`` = E_q [log q(z|x) - log p(z|T)] (Monte Carlo);
+        ``elbo`` = recon - kl; ``objective`` = recon - kl_weight * kl (KL annealing).
+        """
+        if num_samples < 1:
+            raise ValueError(f"model.elbo_samples must be >= 1, got {num_samples}")
+        mu, logvar = self.encode(x, lengths)
+        recon, log_p, log_q = self._joint_terms(x, lengths, mu, logvar, num_samples)
+        recon, kl = recon.mean(0), (log_q - log_p).mean(0)
+        return {
+            "recon": recon,
+            "kl": kl,
+            "elbo": recon - kl,
+            "objective": recon - kl_weight * kl,
+        }
+
+    training_terms = elbo
+
+    @torch.no_grad()
+    def log_likelihood(
+        self, x: Tensor, lengths: Tensor, num_samples: int = 50, chunk_size: int = 10
+    ) -> tuple[Tensor, Tensor]:
+        """Importance-sampled log p(x | T) per sequence with q as proposal: (estimate [B],
+        Monte-Carlo standard error [B]). Samples are folded into the batch ``chunk_size`` at a
+        time (memory cap)."""
+        mu, logvar = self.encode(x, lengths)
+
+        def log_weights(n: int) -> Tensor:
+            recon, log_p, log_q = self._joint_terms(x, lengths, mu, logvar, n)
+            return recon + log_p - log_q  # [n, B]
+
+        return importance_sampled_log_likelihood(log_weights, num_samples, chunk_size)
+
+    # ------------------------------------------------------------------ generation
+    @torch.no_grad()
+    def sample(
+        self,
+        lengths: Tensor | None = None,
+        num_samples: int | None = None,
+        temperature: float = 1.0,
+        argmax: bool = False,
+        generator: torch.Generator | None = None,
+    ) -> dict[str, Tensor]:
+        """T ~ p(T) (unless ``lengths`` given), z ~ p(z|T), x ~ p(x|z,T): a real draw by default.
+
+        Returns ``{"x", "lengths", "z", "log_pz"}``; padded steps of x are 0.
+        """
+        lengths = sample_lengths(self, lengths, num_samples, generator)
+        z, log_pz = self.prior.sample(lengths, temperature, generator)
+        x = emission_sample(self.decode(z, lengths), self.text, argmax, generator)
+        mask = sequence_mask(lengths, x.shape[1])
+        x = x * (mask if self.text else mask[..., None])
+        return {"x": x, "lengths": lengths, "z": z, "log_pz": log_pz}
+
+
+def sample_lengths(
+    model: nn.Module,
+    lengths: Tensor | None,
+    num_samples: int | None,
+    generator: torch.Generator | None,
+) -> Tensor:
+    """Lengths as given, or ``num_samples`` draws from the model's p(T)."""
+    device = next(model.parameters()).device
+    if lengths is not None:
+        lengths = torch.as_tensor(lengths, dtype=torch.long, device=device)
+        if lengths.dim() != 1 or (lengths < 1).any():
+            raise ValueError("sample lengths must be a 1-D tensor of positive integers")
+        return lengths
+    if num_samples is None or num_samples < 1:
+        raise ValueError("sample needs lengths or num_samples >= 1")
+    if model.length_distribution is None:
+        raise ValueError("this model has no length distribution p(T): pass lengths explicitly")
+    return model.length_distribution.sample(num_samples, generator=generator).to(device)
