@@ -46,7 +46,9 @@ class BucketBatchSampler(Sampler[list[int]]):
     differ by one batch). In training every rank gets the same number of batches: the list is
     padded by repeating its first batches (or cut, with `drop_last`).
 
-    `state_dict()` holds the epoch and seed, so a resumed run sees the same data order.
+    `state_dict()` holds the epoch and seed, so a resumed run sees the same data order (from
+    the start of that epoch). `sampler.set_epoch` does the same as `set_epoch`: Lightning
+    calls the former.
     """
 
     def __init__(
@@ -84,6 +86,8 @@ class BucketBatchSampler(Sampler[list[int]]):
         self.bucket_size_multiplier = bucket_size_multiplier
         self.epoch = 0
         self._cache: tuple[tuple[int, int], list[list[int]]] | None = None
+        # Lightning calls `batch_sampler.sampler.set_epoch(epoch)` each epoch, not ours.
+        self.sampler = _EpochIndices(self)
 
     def set_epoch(self, epoch: int) -> None:
         """Select the epoch whose order the next iteration follows."""
@@ -176,6 +180,26 @@ class BucketBatchSampler(Sampler[list[int]]):
                 pad = per_rank * world - len(batches)
                 batches = batches + [batches[i % len(batches)] for i in range(pad)]
         return batches[r::world]
+
+
+class _EpochIndices(Sampler[int]):
+    """The indices of a BucketBatchSampler's current epoch, flattened.
+
+    It passes `set_epoch` on to its parent, so that trainers which look for
+    `batch_sampler.sampler.set_epoch` (Lightning) advance the bucketed order every epoch.
+    """
+
+    def __init__(self, parent: BucketBatchSampler) -> None:
+        self._parent = parent
+
+    def set_epoch(self, epoch: int) -> None:
+        self._parent.set_epoch(epoch)
+
+    def __iter__(self) -> Iterator[int]:
+        return (i for batch in self._parent for i in batch)
+
+    def __len__(self) -> int:
+        return sum(len(batch) for batch in self._parent._rank_batches())
 
 
 def _lengths_and_mask(seqs: Sequence[Tensor]) -> tuple[Tensor, Tensor]:

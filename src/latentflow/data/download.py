@@ -17,6 +17,7 @@ replaces all of them with one mirror laid out like the data root: file `rel` is 
 from __future__ import annotations
 
 import hashlib
+import http.client
 import os
 import tempfile
 import urllib.error
@@ -169,7 +170,7 @@ def fetch(url: str, dest: Path, sha256: str | None, timeout: float = 60.0) -> No
             with urllib.request.urlopen(url, timeout=timeout) as response, open(tmp, "wb") as f:
                 while chunk := response.read(_CHUNK):
                     f.write(chunk)
-        except (urllib.error.URLError, OSError) as err:
+        except (urllib.error.URLError, http.client.HTTPException, OSError) as err:
             raise DownloadError(f"could not download {dest.name} from {url}: {err}") from err
 
     write_atomic(dest, write, sha256, what=f"downloaded from {url}")

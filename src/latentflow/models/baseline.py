@@ -36,7 +36,11 @@ class LSTMLanguageModel(nn.Module):
         self.pos = LengthConditioning(max_length, pos_dim)
         self.dropout = nn.Dropout(dropout)
         self.lstm = nn.LSTM(
-            embed_dim + 2 * pos_dim, hidden_dim, num_layers, batch_first=True, dropout=dropout
+            embed_dim + 2 * pos_dim,
+            hidden_dim,
+            num_layers,
+            batch_first=True,
+            dropout=dropout if num_layers > 1 else 0.0,
         )
         self.to_features = nn.Linear(hidden_dim, embed_dim)
         self.out = nn.Linear(embed_dim, num_features)
@@ -67,12 +71,20 @@ class LSTMLanguageModel(nn.Module):
         return {"recon": lp, "kl": zero, "elbo": lp, "objective": lp}
 
     @torch.no_grad()
+    def evaluate(
+        self, x: Tensor, lengths: Tensor, num_samples: int = 1, chunk_size: int = 1
+    ) -> dict[str, Tensor]:
+        """Exact log p(x | T) (zero standard error, zero KL): the flow model's keys."""
+        lp = self.log_prob(x, lengths).double()
+        zero = torch.zeros_like(lp)
+        return {"log_px": lp, "stderr": zero, "recon": lp, "kl": zero}
+
     def log_likelihood(
         self, x: Tensor, lengths: Tensor, num_samples: int = 1, chunk_size: int = 1
     ) -> tuple[Tensor, Tensor]:
         """Exact log p(x | T) and a zero standard error (same signature as the flow model)."""
-        lp = self.log_prob(x, lengths).double()
-        return lp, torch.zeros_like(lp)
+        out = self.evaluate(x, lengths)
+        return out["log_px"], out["stderr"]
 
     @torch.no_grad()
     def sample(

@@ -97,7 +97,11 @@ class _RecurrentContext(nn.Module):
     def __init__(self, in_dim: int, pos_features: int, hidden: int, layers: int, dropout: float):
         super().__init__()
         self.lstm = nn.LSTM(
-            in_dim + pos_features, hidden, layers, batch_first=True, dropout=dropout
+            in_dim + pos_features,
+            hidden,
+            layers,
+            batch_first=True,
+            dropout=dropout if layers > 1 else 0.0,
         )
         self.dropout = nn.Dropout(dropout)
         self.start = nn.Parameter(torch.zeros(in_dim))  # v_0

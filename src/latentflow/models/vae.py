@@ -133,19 +133,36 @@ class LatentFlowModel(nn.Module):
     training_terms = elbo
 
     @torch.no_grad()
-    def log_likelihood(
+    def evaluate(
         self, x: Tensor, lengths: Tensor, num_samples: int = 50, chunk_size: int = 10
-    ) -> tuple[Tensor, Tensor]:
-        """Importance-sampled log p(x | T) per sequence with q as proposal: (estimate [B],
-        Monte-Carlo standard error [B]). Samples are folded into the batch ``chunk_size`` at a
-        time (memory cap)."""
+    ) -> dict[str, Tensor]:
+        """Importance-sampled log p(x | T) per sequence with q as proposal, and the ELBO terms
+        from the same samples. Samples are folded into the batch ``chunk_size`` at a time (the
+        memory cap). Returns ``{"log_px", "stderr", "recon", "kl"}``, each [B]; ``stderr`` is
+        the Monte-Carlo standard error of ``log_px``."""
         mu, logvar = self.encode(x, lengths)
+        sums = {"recon": 0.0, "kl": 0.0}
 
         def log_weights(n: int) -> Tensor:
             recon, log_p, log_q = self._joint_terms(x, lengths, mu, logvar, n)
+            sums["recon"] = sums["recon"] + recon.double().sum(0)
+            sums["kl"] = sums["kl"] + (log_q - log_p).double().sum(0)
             return recon + log_p - log_q  # [n, B]
 
-        return importance_sampled_log_likelihood(log_weights, num_samples, chunk_size)
+        log_px, stderr = importance_sampled_log_likelihood(log_weights, num_samples, chunk_size)
+        return {
+            "log_px": log_px,
+            "stderr": stderr,
+            "recon": sums["recon"] / num_samples,
+            "kl": sums["kl"] / num_samples,
+        }
+
+    def log_likelihood(
+        self, x: Tensor, lengths: Tensor, num_samples: int = 50, chunk_size: int = 10
+    ) -> tuple[Tensor, Tensor]:
+        """``(log p(x | T) estimate [B], its Monte-Carlo standard error [B])``: see evaluate."""
+        out = self.evaluate(x, lengths, num_samples, chunk_size)
+        return out["log_px"], out["stderr"]
 
     # ------------------------------------------------------------------ generation
     @torch.no_grad()

@@ -1,0 +1,58 @@
+"""Process-level settings applied by the entry points: threads and the allocator."""
+
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+import logging
+import os
+
+import torch
+
+log = logging.getLogger(__name__)
+
+# glibc mallopt parameters (malloc.h)
+_M_TRIM_THRESHOLD = -1
+_M_MMAP_MAX = -4
+_TUNED = False
+
+
+def tune_malloc() -> bool:
+    """Stop glibc from mmap/munmap-ing every large CPU tensor on every step.
+
+    With glibc's defaults each allocation over the mmap threshold gets fresh pages (page faults
+    on first touch) and returns them on free; on these VMs that cost about half of a long
+    batch's step time (ECOSYSTEM.md). Disabling mmap for malloc and never trimming the heap keeps
+    freed memory for reuse, which is what jemalloc gives. A no-op when the process does not use
+    glibc's malloc (e.g. jemalloc was preloaded) or when LATENTFLOW_NO_MALLOC_TUNING is set.
+    Returns True when the settings were applied.
+    """
+    global _TUNED
+    if _TUNED:
+        return True
+    if os.environ.get("LATENTFLOW_NO_MALLOC_TUNING") or "jemalloc" in os.environ.get(
+        "LD_PRELOAD", ""
+    ):
+        return False
+    name = ctypes.util.find_library("c")
+    if name is None:
+        return False
+    try:
+        libc = ctypes.CDLL(name)
+        mallopt = libc.mallopt
+    except (OSError, AttributeError):
+        return False
+    ok = mallopt(_M_MMAP_MAX, 0) == 1 and mallopt(_M_TRIM_THRESHOLD, 2**31 - 1) == 1
+    _TUNED = ok
+    log.debug("glibc malloc tuned (no mmap, no trim): %s", ok)
+    return ok
+
+
+def apply_runtime(threads: int | None = None, malloc: bool = True) -> None:
+    """Set the intra-op thread count (when given) and tune the allocator (when asked)."""
+    if threads is not None:
+        if threads < 1:
+            raise ValueError(f"runtime.threads must be >= 1, got {threads}")
+        torch.set_num_threads(threads)
+    if malloc:
+        tune_malloc()
