@@ -7,7 +7,7 @@ PY := $(VENV)/bin/python
 TORCH_SPEC ?= torch==2.13.0
 # Data root: $LATENTFLOW_DATA if set, else ./data (see README "Data").
 export LATENTFLOW_DATA ?= $(CURDIR)/data
-EXPERIMENT ?= jsb/af_af_cpu
+EXPERIMENT ?= cpu/jsb/af_af
 ARGS ?=
 
 .PHONY: install test test-fast lint format train bench bench-quick bench-sample bench-data \
@@ -39,8 +39,23 @@ format: install
 train: install
 	$(VENV)/bin/latentflow-train experiment=$(EXPERIMENT) $(ARGS)
 
+bench: install
+	$(PY) benchmarks/bench_train.py $(ARGS)
+	$(PY) benchmarks/bench_data.py
+
+bench-quick: install
+	$(PY) benchmarks/bench_train.py --quick $(ARGS)
+
 bench-data: install
 	$(PY) benchmarks/bench_data.py
+
+# Every CPU-scale recipe of docs/results.md, one after the other (hours; not in CI).
+CPU_EXPERIMENTS := $(patsubst conf/experiment/%.yaml,%,$(sort $(wildcard conf/experiment/cpu/*/*.yaml)))
+reproduce-cpu: install
+	for e in $(CPU_EXPERIMENTS); do \
+	  $(VENV)/bin/latentflow-train experiment=$$e paths.log_dir=outputs/reproduce-cpu/$$e $(ARGS) || exit 1; \
+	done
+	$(PY) scripts/results_table.py outputs/reproduce-cpu
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache outputs multirun

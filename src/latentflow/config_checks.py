@@ -39,6 +39,7 @@ def validate_train_config(cfg: Any) -> None:
     _positive_int(cfg, "train.elbo_samples")
     _positive_int(cfg, "eval.num_samples")
     _positive_int(cfg, "eval.chunk_size")
+    _positive_int(cfg, "eval.val_num_samples")
     lr = (cfg.get("train") or {}).get("lr", 1e-3)
     if not isinstance(lr, int | float) or not lr > 0:
         raise ConfigError(f"train.lr must be > 0, got {lr!r}")

@@ -6,6 +6,7 @@ import ctypes
 import ctypes.util
 import logging
 import os
+import warnings
 
 import torch
 
@@ -49,7 +50,9 @@ def tune_malloc() -> bool:
 
 
 def apply_runtime(threads: int | None = None, malloc: bool = True) -> None:
-    """Set the intra-op thread count (when given) and tune the allocator (when asked)."""
+    """Set the intra-op thread count (when given), tune the allocator (when asked) and silence
+    one known, harmless warning (Lightning 2.6 on torch 2.13: LeafSpec deprecation)."""
+    warnings.filterwarnings("ignore", message=".*LeafSpec.*", category=FutureWarning)
     if threads is not None:
         if threads < 1:
             raise ValueError(f"runtime.threads must be >= 1, got {threads}")

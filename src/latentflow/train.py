@@ -119,6 +119,7 @@ def train(cfg: DictConfig) -> tuple[float | None, dict[str, Any]]:
         elbo_samples=cfg.train.elbo_samples,
         eval_samples=cfg.eval.num_samples,
         eval_chunk=cfg.eval.chunk_size,
+        val_samples=cfg.eval.get("val_num_samples"),
         anneal=OmegaConf.to_container(cfg.anneal, resolve=True),
         max_nonfinite_steps=cfg.train.max_nonfinite_steps,
         run_config=OmegaConf.to_container(cfg, resolve=True),

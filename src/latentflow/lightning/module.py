@@ -42,6 +42,7 @@ class SequenceLitModule(pl.LightningModule):
         elbo_samples: int = 10,
         eval_samples: int = 50,
         eval_chunk: int = 10,
+        val_samples: int | None = None,
         anneal: dict[str, Any] | None = None,
         max_nonfinite_steps: int = 20,
         run_config: dict[str, Any] | None = None,
@@ -55,6 +56,7 @@ class SequenceLitModule(pl.LightningModule):
         self.schedule = KLSchedule(**(anneal or {"kind": "none"}))
         self.elbo_samples = elbo_samples if self.is_flow else 1
         self.eval_samples, self.eval_chunk = eval_samples, eval_chunk
+        self.val_samples = val_samples  # S for the per-epoch validation inside fit (None: S)
         self.max_nonfinite_steps = max_nonfinite_steps
         self.nonfinite_in_a_row = 0
         self.register_buffer("nonfinite_total", torch.zeros((), dtype=torch.long))
@@ -120,7 +122,9 @@ class SequenceLitModule(pl.LightningModule):
     # ------------------------------------------------------------------ evaluation
     def _eval_step(self, batch: dict[str, torch.Tensor], stage: str) -> None:
         x, lengths = batch["x"], batch["lengths"]
-        out = self.net.evaluate(x, lengths, self.eval_samples, self.eval_chunk)
+        fitting = self._trainer is not None and self.trainer.state.fn == "fit"
+        S = self.val_samples if (fitting and self.val_samples) else self.eval_samples
+        out = self.net.evaluate(x, lengths, S, self.eval_chunk)
         log_pT = self.net.length_distribution.log_prob(lengths).double()
         values = {
             "log_px": out["log_px"].sum(),

@@ -1,0 +1,312 @@
+"""Training-step and IS-evaluation speed of every prior against the LSTM baseline.
+
+Each row runs in a fresh subprocess (clean allocator state, its own peak memory); the parent
+measures the machine's dense matmul rate in the same run, so every row also reads as a fraction
+of its compute floor (analytic FLOPs, benchmarks/flops.py, over that rate), and every row is
+compared with the LSTM baseline row of the same size and batch measured in the same run.
+
+    python benchmarks/bench_train.py            # paper sizes + CPU size, allocator comparison
+    python benchmarks/bench_train.py --quick    # CPU size only, < 3 minutes
+
+Batches are real PTB training sentences of fixed composition (16 of the median length and 16
+of length 250) when the data root has them, else random tokens of those lengths.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import os
+import resource
+import statistics
+import subprocess
+import sys
+import time
+from dataclasses import asdict, replace
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from flops import Sizes, step_flops  # noqa: E402
+
+RESULTS = Path(__file__).resolve().parent / "results"
+JEMALLOC = "/usr/lib/x86_64-linux-gnu/libjemalloc.so.2"
+MODELS = ("lstm", "af_af", "af_scf", "iaf_scf")
+PRIORS = {"af_af": ("af", "af", 5), "af_scf": ("af", "scf", 5), "iaf_scf": ("iaf", "scf", 3)}
+SIZES = {
+    "paper": Sizes(),
+    "cpu": Sizes(embed=128, hidden=128, latent=16, pos=16, flow_hidden=64),
+}
+ELBO_SAMPLES = {"paper": 10, "cpu": 3}
+
+
+# ---------------------------------------------------------------------------- child: one row
+def make_batch(length: int, count: int, vocab: int, root: str | None) -> dict[str, torch.Tensor]:
+    """``count`` real PTB train sentences of exactly ``length`` characters (nearest if short
+    of them), else random tokens."""
+    rows = []
+    path = Path(root or os.environ.get("LATENTFLOW_DATA", "data")) / "ptb" / "ptb.char.train.txt"
+    if path.exists():
+        from latentflow.data.vocab import CharVocab
+
+        text = path.read_text()
+        vocab_obj = CharVocab.build([sorted(set(text.split()))])  # the same 49 symbols + 2
+        # Nearest lengths first; split only the chosen lines (keeps this process's peak RSS low).
+        lines = sorted(text.splitlines(), key=lambda ln: (abs(len(ln.split()) - length), ln))
+        rows = [torch.tensor(vocab_obj.encode(ln.split())) for ln in lines[:count]]
+        del text, lines
+    if not rows:
+        gen = torch.Generator().manual_seed(0)
+        rows = [torch.randint(2, vocab, (length,), generator=gen) for _ in range(count)]
+    lengths = torch.tensor([len(r) for r in rows])
+    x = torch.zeros(count, int(lengths.max()), dtype=torch.long)
+    for i, r in enumerate(rows):
+        x[i, : len(r)] = r
+    return {"x": x, "lengths": lengths}
+
+
+def run_row(spec: dict) -> dict:
+    from latentflow.models.factory import build_model
+    from latentflow.runtime import apply_runtime
+
+    torch.manual_seed(0)
+    apply_runtime(spec["threads"], malloc=spec["allocator"] == "glibc-tuned")
+    s = Sizes(**spec["sizes"])
+    model_kind = "lstm" if spec["model"] == "lstm" else "flow"
+    prior = None
+    if model_kind == "flow":
+        tf, hf, nl = PRIORS[spec["model"]]
+        prior = {
+            "time_flow": tf,
+            "hidden_flow": hf,
+            "num_flow_layers": nl,
+            "flow_hidden": s.flow_hidden,
+            "dropout": 0.0,
+        }
+    net = build_model(
+        {
+            "kind": model_kind,
+            "embed_dim": s.embed,
+            "hidden_dim": s.hidden,
+            "num_layers": s.layers,
+            "latent_dim": s.latent,
+            "pos_dim": s.pos,
+            "dropout": 0.0,
+        },
+        prior,
+        "nlsq",
+        {"kind": "text", "num_features": s.vocab, "max_length": 300},
+    )
+    batch = make_batch(spec["length"], spec["batch"], s.vocab, spec.get("root"))
+    x, lengths = batch["x"], batch["lengths"]
+    samples = spec["samples"] if model_kind == "flow" else 1
+    times = []
+    if spec["mode"] == "train":
+        opt = torch.optim.Adam(net.parameters(), lr=1e-3)
+        for i in range(spec["warmup"] + spec["steps"]):
+            start = time.perf_counter()
+            out = net.training_terms(x, lengths, samples, 1.0)
+            loss = -out["objective"].sum() / lengths.sum()
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(net.parameters(), 0.25)
+            opt.step()
+            if i >= spec["warmup"]:
+                times.append(time.perf_counter() - start)
+    else:
+        net.eval()
+        with torch.no_grad():
+            for i in range(spec["warmup"] + spec["steps"]):
+                start = time.perf_counter()
+                net.evaluate(x, lengths, spec["samples"], spec["chunk"])
+                if i >= spec["warmup"]:
+                    times.append(time.perf_counter() - start)
+    s_flow = replace(s, flow_layers=PRIORS.get(spec["model"], (0, 0, s.flow_layers))[2])
+    tokens = int(lengths.sum())
+    flops = step_flops(s_flow, spec["model"], tokens, samples, train=spec["mode"] == "train")
+    return {
+        "seconds": statistics.median(times),
+        "tokens": tokens,
+        "flops": flops,
+        "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+    }
+
+
+# ---------------------------------------------------------------------------- parent
+def matmul_rate(threads: int, n: int = 2048, repeats: int = 5) -> float:
+    """Dense fp32 matmul GFLOP/s on ``threads`` threads (median of ``repeats``)."""
+    torch.set_num_threads(threads)
+    a, b = torch.randn(n, n), torch.randn(n, n)
+    a @ b
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        a @ b
+        times.append(time.perf_counter() - start)
+    return 2 * n**3 / statistics.median(times) / 1e9
+
+
+def spawn(spec: dict) -> dict:
+    env = {**os.environ, "OMP_NUM_THREADS": str(spec["threads"])}
+    env.pop("LD_PRELOAD", None)
+    if spec["allocator"] == "jemalloc":
+        env["LD_PRELOAD"] = JEMALLOC
+        env["MALLOC_CONF"] = "dirty_decay_ms:-1,muzzy_decay_ms:-1"
+    proc = subprocess.run(
+        [sys.executable, __file__, "--row", json.dumps(spec)],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=3600,
+    )
+    if proc.returncode != 0:
+        raise RuntimeError(f"row {spec} failed:\n{proc.stderr[-2000:]}")
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def plan(args) -> list[dict]:
+    sizes = ["cpu"] if args.quick else ["paper", "cpu"]
+    batches = [("median", 112), ("long", 250)]
+    rows = []
+    for size in sizes:
+        steps = args.steps or (3 if size == "cpu" else 2)
+        for bname, length in batches:
+            for model in MODELS:
+                rows.append(
+                    dict(
+                        mode="train",
+                        size=size,
+                        batch_name=bname,
+                        length=length,
+                        batch=16,
+                        model=model,
+                        samples=ELBO_SAMPLES[size],
+                        steps=steps,
+                        warmup=1,
+                        allocator="glibc-tuned",
+                    )
+                )
+        for model in MODELS:
+            rows.append(
+                dict(
+                    mode="eval",
+                    size=size,
+                    batch_name="median",
+                    length=112,
+                    batch=16,
+                    model=model,
+                    samples=50 if model != "lstm" else 1,
+                    chunk=10,
+                    steps=max(1, steps - 1),
+                    warmup=1,
+                    allocator="glibc-tuned",
+                )
+            )
+        if not args.quick or args.allocators:
+            allocators = ["glibc", "glibc-tuned"] + (
+                ["jemalloc"] if Path(JEMALLOC).exists() else []
+            )
+            for alloc in allocators:
+                if alloc == "glibc-tuned":
+                    continue  # already measured above
+                rows.append(
+                    dict(
+                        mode="train",
+                        size=size,
+                        batch_name="long",
+                        length=250,
+                        batch=16,
+                        model="af_af",
+                        samples=ELBO_SAMPLES[size],
+                        steps=steps,
+                        warmup=1,
+                        allocator=alloc,
+                    )
+                )
+    for r in rows:
+        r.update(threads=args.threads, root=args.root, sizes=asdict(SIZES[r["size"]]))
+    return rows
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="CPU size only (< 3 minutes)")
+    parser.add_argument("--allocators", action="store_true", help="allocator rows in --quick")
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--steps", type=int, default=None, help="timed steps per row")
+    parser.add_argument("--root", default=None, help="data root (default: LATENTFLOW_DATA)")
+    parser.add_argument("--row", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.row:
+        print(json.dumps(run_row(json.loads(args.row))))
+        return
+
+    rate = matmul_rate(args.threads)
+    print(f"dense fp32 matmul: {rate:.1f} GFLOP/s on {args.threads} threads")
+    results = []
+    for spec in plan(args):
+        out = spawn(spec)
+        row = {
+            k: spec[k]
+            for k in (
+                "mode",
+                "size",
+                "batch_name",
+                "length",
+                "model",
+                "samples",
+                "allocator",
+                "threads",
+            )
+        }
+        row.update(out)
+        row["chars_per_s"] = out["tokens"] / out["seconds"]
+        row["gflops"] = out["flops"] / out["seconds"] / 1e9
+        row["floor_fraction"] = out["flops"] / (rate * 1e9) / out["seconds"]
+        row["matmul_gflops"] = rate
+        results.append(row)
+        print(
+            f"  {row['mode']:5s} {row['size']:5s} {row['batch_name']:6s} {row['model']:8s} "
+            f"{row['allocator']:11s} {row['seconds']:8.3f} s",
+            flush=True,
+        )
+    for row in results:  # every row against the LSTM row of the same run, size, batch, mode
+        base = next(
+            r
+            for r in results
+            if r["model"] == "lstm"
+            and r["mode"] == row["mode"]
+            and r["size"] == row["size"]
+            and r["batch_name"] == row["batch_name"]
+            and r["allocator"] == "glibc-tuned"
+        )
+        row["vs_lstm"] = row["seconds"] / base["seconds"]
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    name = "train_quick.csv" if args.quick else "train.csv"
+    with open(RESULTS / name, "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=list(results[0]))
+        writer.writeheader()
+        writer.writerows(results)
+    header = (
+        f"{'mode':5s} {'size':5s} {'batch':6s} {'model':8s} {'allocator':11s} "
+        f"{'s/step':>8s} {'chars/s':>9s} {'GFLOP/s':>8s} {'floor':>6s} {'vs LSTM':>8s} "
+        f"{'peak MB':>8s}"
+    )
+    print("\n" + header + "\n" + "-" * len(header))
+    for r in results:
+        print(
+            f"{r['mode']:5s} {r['size']:5s} {r['batch_name']:6s} {r['model']:8s} "
+            f"{r['allocator']:11s} {r['seconds']:8.3f} {r['chars_per_s']:9.0f} "
+            f"{r['gflops']:8.1f} {r['floor_fraction']:6.0%} {r['vs_lstm']:7.1f}x "
+            f"{r['peak_rss_mb']:8.0f}"
+        )
+    print(
+        f"\nwritten: {RESULTS / name} (threads={args.threads}; allocator per row; "
+        f"floor = analytic FLOPs / {rate:.0f} GFLOP/s)"
+    )
+
+
+if __name__ == "__main__":
+    main()
