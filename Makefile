@@ -29,12 +29,12 @@ test-fast: install
 	$(PY) -m pytest -q -m "not slow"
 
 lint: install
-	$(VENV)/bin/ruff check src tests benchmarks
-	$(VENV)/bin/ruff format --check src tests benchmarks
+	$(VENV)/bin/ruff check src tests benchmarks scripts notebooks
+	$(VENV)/bin/ruff format --check src tests benchmarks scripts notebooks
 
 format: install
-	$(VENV)/bin/ruff format src tests benchmarks
-	$(VENV)/bin/ruff check --fix src tests benchmarks
+	$(VENV)/bin/ruff format src tests benchmarks scripts notebooks
+	$(VENV)/bin/ruff check --fix src tests benchmarks scripts notebooks
 
 train: install
 	$(VENV)/bin/latentflow-train experiment=$(EXPERIMENT) $(ARGS)
@@ -45,6 +45,9 @@ bench: install
 
 bench-quick: install
 	$(PY) benchmarks/bench_train.py --quick $(ARGS)
+
+bench-sample: install
+	$(PY) benchmarks/bench_sample.py $(ARGS)
 
 bench-data: install
 	$(PY) benchmarks/bench_data.py

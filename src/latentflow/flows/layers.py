@@ -33,7 +33,9 @@ class AutoregressiveLayer(FlowLayer):
     r"""Autoregressive flow (AF) over the vector: ``u_i = tau(x_i; MADE(x_{<i}, context))``.
 
     Density (``forward``) is one MADE pass; sampling (``inverse``) takes H passes, one per
-    dimension in ``order``, reusing the context projection across them.
+    dimension in ``order``, reusing the context projection across them. Under ``no_grad`` /
+    ``inference_mode`` (sampling) the passes are incremental, on preallocated buffers; with
+    autograd on, each pass is a full, differentiable MADE pass.
     """
 
     def __init__(
@@ -63,17 +65,75 @@ class AutoregressiveLayer(FlowLayer):
         return u, ld.sum(-1)
 
     def inverse(self, u: Tensor, context: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        if not torch.is_grad_enabled():
+            return self._sample(u, context)
         ctx = self.made.context_term(context)
         x = torch.zeros_like(u)
         logabsdet = u.new_zeros(u.shape[:-1])
         for i in self.made.order.tolist():
             params = self.made(x, context_term=ctx)[..., i, :]  # [..., P], final for dim i
             xi, ld = self.transform.inverse(u[..., i], params)
-            if torch.is_grad_enabled():
-                x = x.clone()  # x was saved by this pass for backward: don't write into it
+            x = x.clone()  # x was saved by this pass for backward: don't write into it
             x[..., i] = xi
             logabsdet = logabsdet + ld
         return x, logabsdet
+
+    def _sample(self, u: Tensor, context: Tensor | None) -> tuple[Tensor, Tensor]:
+        """``inverse`` without autograd: H cheap passes instead of H full MADE passes.
+
+        Pass k needs only output ``order[k]``, and its inputs change by one dimension per pass,
+        so the first layer's pre-activation is updated in place (a rank-1 update), the hidden
+        layers run once per pass on preallocated buffers, and the last layer computes only the
+        P rows of that dimension. The log-det is then one density pass at the result (the
+        forward log-det, negated): what ``log_prob`` computes for the same x.
+        """
+        made, transform = self.made, self.transform
+        first, *middle, last = made.layers
+        H, P = made.features, made.num_params
+        ctx = made.context_term(context)
+        lead = u.shape[:-1]
+        if ctx is not None:
+            lead = torch.broadcast_shapes(lead, ctx.shape[:-1])
+        u_flat = u.expand(*lead, H).reshape(-1, H)  # [N, H]
+        N = u_flat.shape[0]
+        ctx_flat = None if ctx is None else ctx.expand(*lead, -1).reshape(N, -1)  # [N, hidden]
+        # Masked weights once per call, laid out for the per-dimension passes.
+        w_in = (first.weight * first.mask).t().contiguous().unbind(0)  # H x [hidden]: from x_i
+        w_hidden = [(layer.weight * layer.mask).t().contiguous() for layer in middle]
+        w_out = (last.weight * last.mask).view(H, P, -1).transpose(1, 2).contiguous().unbind(0)
+        b_out = last.bias.view(H, P).unbind(0)  # H x [P]; w_out: H x [hidden, P]
+        pre = first.bias.expand(N, -1).clone()  # [N, hidden]: first layer, x_{<k} filled in
+        if ctx_flat is not None:
+            pre += ctx_flat
+        act = torch.empty_like(pre)  # [N, hidden]
+        hidden = [pre.new_empty(N, w.shape[1]) for w in w_hidden]
+        params = pre.new_empty(N, P)
+        x = u_flat.new_zeros(N, H)
+        if N == 1:  # batch of one: solve in Python floats (see ScalarTransform.solve_scalar)
+            u_vals, x_vals = u_flat[0].tolist(), [0.0] * H
+        for i in made.order.tolist():
+            torch.clamp_min(pre, 0.0, out=act)
+            h = act
+            for w, layer, out in zip(w_hidden, middle, hidden, strict=True):
+                h = torch.addmm(layer.bias, h, w, out=out).clamp_min_(0.0)
+            torch.addmm(b_out[i], h, w_out[i], out=params)  # [N, P]
+            if N == 1:
+                x_vals[i] = xi = self._solve_one(u_vals[i], params)
+                pre.add_(w_in[i], alpha=xi)
+            else:
+                x[:, i] = transform.solve(u_flat[:, i], params)
+                pre.addr_(x[:, i], w_in[i])
+        if N == 1:
+            x = torch.tensor([x_vals], dtype=u.dtype, device=u.device)
+        _, ld = transform(x, made(x, context_term=ctx_flat))  # [N, H]
+        return x.view(*lead, H), -ld.sum(-1).view(lead)
+
+    def _solve_one(self, y: float, params: Tensor) -> float:
+        """The root for one value (params [1, P]) in Python floats, tensors as a fallback."""
+        try:
+            return self.transform.solve_scalar(y, params.tolist()[0])
+        except (OverflowError, ZeroDivisionError):  # extreme parameters: inf/nan, as tensors do
+            return self.transform.solve(params.new_tensor([y]), params).item()
 
 
 class CouplingLayer(FlowLayer):

@@ -8,6 +8,7 @@ from torch import Tensor, nn
 
 from latentflow.models.emission import emission_log_prob, emission_sample
 from latentflow.models.position import LengthConditioning, sequence_mask
+from latentflow.models.recurrent import lstm_step
 from latentflow.models.vae import sample_lengths
 
 
@@ -101,7 +102,10 @@ class LSTMLanguageModel(nn.Module):
         pos = self.pos(lengths, T)  # [B, T, P]
         prev, state, xs = self.start.expand(B, -1), None, []
         for t in range(T):
-            logits, state = self._logits(torch.cat([prev, pos[:, t]], -1)[:, None], state)
+            # lstm_step: nn.LSTM's per-call oneDNN weight re-layout dominates single steps
+            inputs = self.dropout(torch.cat([prev, pos[:, t]], -1))  # [B, E + P]
+            out, state = lstm_step(self.lstm, inputs, state)  # [B, hidden]
+            logits = self.out(self.to_features(self.dropout(out)))[:, None]  # [B, 1, V | 88]
             x_t = emission_sample(logits / temperature, self.text, argmax, generator)  # [B, 1..]
             xs.append(x_t[:, 0])
             prev = self._embed(x_t)[:, 0]

@@ -22,6 +22,7 @@ from torch import Tensor, nn
 
 from latentflow.flows import FlowStack, hidden_flow, standard_normal_log_prob
 from latentflow.models.position import LengthConditioning, sequence_mask
+from latentflow.models.recurrent import LSTMState, lstm_step, native_rnn
 
 TIME_FLOWS = ("af", "iaf", "none")
 
@@ -122,6 +123,14 @@ class _RecurrentContext(nn.Module):
         out, state = self.lstm(torch.cat([v_prev, pos_t], -1)[:, None], state)
         return self.dropout(out[:, 0]), state
 
+    def sample_step(self, v_prev: Tensor | None, pos_t: Tensor, state: LSTMState | None):
+        """``step`` for sampling loops, through ``lstm_step`` (no per-call oneDNN re-layout);
+        the state is a per-layer list, so it does not mix with ``step``'s."""
+        if v_prev is None:
+            v_prev = self.start.expand(pos_t.shape[0], -1)
+        out, state = lstm_step(self.lstm, torch.cat([v_prev, pos_t], -1), state)
+        return self.dropout(out), state
+
 
 class AFTimePrior(SequencePrior):
     """AF in time: z_t = f_hidden(eps_t; c_t), c_t = LSTM(z_{<t}, position)."""
@@ -162,7 +171,7 @@ class AFTimePrior(SequencePrior):
         pos = self.position(lengths, eps.shape[1])  # [B, T, P]
         zs, lds, state, z_prev = [], [], None, None
         for t in range(eps.shape[1]):  # serial in time: c_t needs z_{t-1}
-            ctx, state = self.context.step(z_prev, pos[:, t], state)
+            ctx, state = self.context.sample_step(z_prev, pos[:, t], state)
             z_prev, ld = self.flow.inverse(eps[:, t], ctx)
             zs.append(z_prev)
             lds.append(ld)
@@ -190,7 +199,8 @@ class IAFTimePrior(AFTimePrior):
 
     def sample(self, lengths, temperature=1.0, generator=None):
         eps = self._draw_eps(lengths, temperature, generator)  # [B, T, H]
-        ctx = self.context.parallel(eps, self.position(lengths, eps.shape[1]))  # [B, T, C]
+        with native_rnn():  # one LSTM call: skip oneDNN's per-call weight re-layout
+            ctx = self.context.parallel(eps, self.position(lengths, eps.shape[1]))  # [B, T, C]
         z, inv_ld = self.flow.inverse(eps, ctx)  # all steps at once
         return self._finish(z, eps, inv_ld, lengths)
 

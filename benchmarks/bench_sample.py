@@ -1,0 +1,375 @@
+"""Generation speed (paper Fig. 7): seconds to sample one sequence of length T, batch size 1.
+
+IAF/SCF (parallel in time) against the LSTM baseline of the same size (ancestral, serial), with
+AF/SCF and AF/AF (serial in time; AF/AF also serial over the hidden dimension) for reference,
+and "LSTM-ref": the same baseline stepped with one ``nn.LSTM`` call per step, as the reference
+implementation does (on CPU each call pays oneDNN's weight re-layout).
+Paper sizes (LSTMs 2 x 500, latent 50, flow MLPs 2 x 100; 5 flow layers, 3 for IAF/SCF) with
+untrained weights: speed does not depend on them. Each point is the median of repeated full
+generations (T fixed, z ~ p(z|T), x ~ p(x|z,T)) after one warm-up call, under
+``torch.inference_mode`` and ``native_rnn`` (as ``latentflow-sample`` runs them: whole-sequence
+LSTMs skip oneDNN's per-call weight re-layout). Also batch size 64 at a few lengths.
+
+Writes benchmarks/results/sample_speed.csv and sample_speed.png, prints the table, the
+IAF/SCF-vs-LSTM crossover length and the targets. Runs with jemalloc when it is installed (it
+re-executes itself with LD_PRELOAD) and 2 threads unless told otherwise; both are printed.
+
+    python benchmarks/bench_sample.py [--quick] [--threads 2] [--allocator auto|jemalloc|glibc]
+                                      [--models iaf_scf,lstm] [--device cuda]
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import os
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+from latentflow.models.emission import emission_sample
+from latentflow.models.factory import build_model
+from latentflow.models.recurrent import native_rnn
+
+RESULTS = Path(__file__).resolve().parent / "results"
+JEMALLOC = Path("/usr/lib/x86_64-linux-gnu/libjemalloc.so.2")
+CHILD_ENV = "LATENTFLOW_BENCH_CHILD"
+
+# (name, model settings, prior settings): the paper's rows, at its sizes.
+MODELS = {
+    "iaf_scf": (
+        {"kind": "flow"},
+        {"time_flow": "iaf", "hidden_flow": "scf", "num_flow_layers": 3},
+    ),
+    "af_scf": ({"kind": "flow"}, {"time_flow": "af", "hidden_flow": "scf", "num_flow_layers": 5}),
+    "af_af": ({"kind": "flow"}, {"time_flow": "af", "hidden_flow": "af", "num_flow_layers": 5}),
+    "lstm": ({"kind": "lstm", "dropout": 0.1}, None),
+    "lstm_nnlstm": ({"kind": "lstm", "dropout": 0.1}, None),
+}
+LABELS = {
+    "iaf_scf": "IAF/SCF",
+    "af_scf": "AF/SCF",
+    "af_af": "AF/AF",
+    "lstm": "LSTM",
+    "lstm_nnlstm": "LSTM-ref",
+}
+TASKS = {  # data settings; Fig. 7: PTB characters and Nottingham
+    "text": {"kind": "text", "num_features": 51, "max_length": 288},
+    "music": {"kind": "music", "num_features": 88, "max_length": 625},
+}
+LENGTHS = {
+    "full": {
+        "text": [10, 25, 50, 100, 150, 200, 250, 288],
+        "music": [10, 25, 50, 100, 200, 300, 400, 500],
+    },
+    "quick": {"text": [10, 50, 100, 200], "music": [10, 100, 200, 500]},
+    "tiny": {"text": [3, 6], "music": [3, 6]},
+}
+BATCH64_LENGTHS = {"full": [50, 200], "quick": [50, 200], "tiny": [4]}
+# The reference implementation on this machine kind (batch 1, jemalloc, threads 2), seconds.
+REFERENCE_T200 = {
+    "iaf_scf": 0.077,
+    "af_scf": 1.07,
+    "af_af": 24.6,
+    "lstm": 0.67,
+    "lstm_nnlstm": 0.67,
+}
+TARGETS_T200 = {"iaf_scf": 0.040, "af_scf": 0.5, "af_af": 5.0, "lstm": 0.67}
+TINY_SIZES = {"embed_dim": 8, "hidden_dim": 8, "num_layers": 1, "latent_dim": 4, "pos_dim": 2}
+
+
+def allocator() -> str:
+    """The malloc this process runs with (from its memory maps)."""
+    try:
+        maps = Path("/proc/self/maps").read_text()
+    except OSError:
+        return "unknown"
+    return "jemalloc" if "jemalloc" in maps else "glibc malloc"
+
+
+def reexec_with_jemalloc(argv: list[str]) -> int | None:
+    """Run this script again with jemalloc preloaded; None when not wanted or not possible."""
+    if os.environ.get(CHILD_ENV) or "jemalloc" in os.environ.get("LD_PRELOAD", ""):
+        return None
+    if not JEMALLOC.exists():
+        print(f"jemalloc not found at {JEMALLOC}: running with glibc malloc", flush=True)
+        return None
+    env = {
+        **os.environ,
+        CHILD_ENV: "1",
+        "LD_PRELOAD": f"{JEMALLOC}:{os.environ['LD_PRELOAD']}"
+        if os.environ.get("LD_PRELOAD")
+        else str(JEMALLOC),
+        "MALLOC_CONF": "dirty_decay_ms:-1,muzzy_decay_ms:-1",
+    }
+    return subprocess.call([sys.executable, str(Path(__file__).resolve()), *argv], env=env)
+
+
+def build(name: str, task: str, tiny: bool) -> torch.nn.Module:
+    torch.manual_seed(0)
+    model_cfg, prior_cfg = MODELS[name]
+    model_cfg = {**model_cfg, **(TINY_SIZES if tiny else {})}
+    if tiny and prior_cfg is not None:
+        prior_cfg = {**prior_cfg, "flow_hidden": 8, "num_flow_layers": 2}
+    return build_model(model_cfg, prior_cfg, "nlsq", TASKS[task]).eval()
+
+
+def sample_nn_lstm_per_step(
+    net: torch.nn.Module, lengths: torch.Tensor, generator: torch.Generator
+) -> torch.Tensor:
+    """The baseline sampled the way the reference implementation (and this package before
+    issue 6) did: one ``nn.LSTM`` call per time step, i.e. oneDNN's per-call weight re-layout
+    on CPU. Same distribution as ``LSTMLanguageModel.sample``; shown as "LSTM-ref"."""
+    B, T = lengths.shape[0], int(lengths.max())
+    pos = net.pos(lengths, T)  # [B, T, P]
+    prev, state, xs = net.start.expand(B, -1), None, []
+    for t in range(T):
+        logits, state = net._logits(torch.cat([prev, pos[:, t]], -1)[:, None], state)
+        x_t = emission_sample(logits, net.text, False, generator)  # [B, 1 (, 88)]
+        xs.append(x_t[:, 0])
+        prev = net._embed(x_t)[:, 0]
+    return torch.stack(xs, 1)
+
+
+def time_sampling(
+    net: torch.nn.Module, name: str, batch: int, length: int, repeats: int, device: str
+) -> list[float]:
+    """Wall-clock seconds of ``repeats`` full generations, after one warm-up call."""
+    lengths = torch.full((batch,), length, dtype=torch.long, device=device)
+    generator = torch.Generator().manual_seed(0)
+
+    def run() -> None:
+        if name == "lstm_nnlstm":
+            sample_nn_lstm_per_step(net, lengths, generator)
+        else:
+            with native_rnn():  # as latentflow-sample runs it (the decoder's BiLSTM too)
+                net.sample(lengths=lengths, generator=generator)
+        if device.startswith("cuda"):
+            torch.cuda.synchronize()
+
+    times = []
+    with torch.inference_mode():
+        run()  # warm-up
+        for _ in range(repeats):
+            start = time.perf_counter()
+            run()
+            times.append(time.perf_counter() - start)
+    return times
+
+
+def crossover(lengths: list[int], fast: list[float], slow: list[float]) -> float | None:
+    """Smallest length from which ``fast`` < ``slow`` stays true (linear interpolation of the
+    difference between grid points); None if never."""
+    diff = [f - s for f, s in zip(fast, slow, strict=True)]
+    if diff[-1] >= 0:
+        return None
+    k = len(diff) - 1
+    while k > 0 and diff[k - 1] < 0:
+        k -= 1
+    if k == 0:
+        return float(lengths[0])
+    l0, l1, d0, d1 = lengths[k - 1], lengths[k], diff[k - 1], diff[k]
+    return l0 + (l1 - l0) * d0 / (d0 - d1)
+
+
+def print_table(rows: list[dict], task: str, batch: int, models: list[str]) -> None:
+    sel = [r for r in rows if r["task"] == task and r["batch_size"] == batch]
+    if not sel:
+        return
+    lengths = sorted({r["length"] for r in sel})
+    med = {(r["model"], r["length"]): r["median_s"] for r in sel}
+    baselines = [b for b in ("lstm", "lstm_nnlstm") if b in models and "iaf_scf" in models]
+    header = f"{'T':>5} " + " ".join(f"{LABELS[m]:>9}" for m in models)
+    header += "".join(f" {LABELS[b] + '/IAF':>12}" for b in baselines)
+    print(f"\n{task}, batch size {batch}: median seconds per generation")
+    print(header)
+    for T in lengths:
+        cells = [med.get((m, T)) for m in models]
+        line = f"{T:>5} " + " ".join(f"{c:>9.4f}" if c is not None else f"{'-':>9}" for c in cells)
+        for b in baselines:
+            iaf, base = med.get(("iaf_scf", T)), med.get((b, T))
+            line += f" {base / iaf:>11.2f}x" if iaf and base else f" {'-':>12}"
+        print(line)
+    for b in baselines:
+        if all(("iaf_scf", T) in med and (b, T) in med for T in lengths):
+            cross = crossover(
+                lengths, [med["iaf_scf", T] for T in lengths], [med[b, T] for T in lengths]
+            )
+            where = "never (in this range)" if cross is None else f"T ~ {cross:.0f}"
+            print(f"IAF/SCF faster than {LABELS[b]} from: {where}")
+
+
+def plot(rows: list[dict], path: Path, models: list[str], header: str) -> None:
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    batches = sorted({r["batch_size"] for r in rows})
+    fig = Figure(figsize=(11, 4.2 * len(batches)), dpi=100)
+    FigureCanvasAgg(fig)
+    axes = fig.subplots(len(batches), 2, squeeze=False)
+    for i, batch in enumerate(batches):
+        for j, task in enumerate(TASKS):
+            ax = axes[i][j]
+            for m in models:
+                pts = sorted(
+                    (r["length"], r["median_s"], r["min_s"], r["max_s"])
+                    for r in rows
+                    if r["task"] == task and r["batch_size"] == batch and r["model"] == m
+                )
+                if not pts:
+                    continue
+                x, y, lo, hi = zip(*pts, strict=True)
+                ax.plot(x, y, marker="o", ms=3, label=LABELS[m])
+                ax.fill_between(x, lo, hi, alpha=0.2)
+            ax.set_yscale("log")
+            ax.set_xlabel("sequence length T")
+            ax.set_ylabel("seconds per generation")
+            name = "PTB characters" if task == "text" else "Nottingham (88 keys)"
+            ax.set_title(f"{name}, batch size {batch}")
+            ax.grid(True, which="both", alpha=0.3)
+            ax.legend()
+    fig.suptitle(header, fontsize=9)
+    fig.tight_layout()
+    fig.savefig(str(path))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="fewer lengths and repeats")
+    parser.add_argument("--tiny", action="store_true", help="tiny models (smoke test only)")
+    parser.add_argument("--threads", type=int, default=2, help="torch intra-op threads")
+    parser.add_argument("--repeats", type=int, default=None, help="timed runs per point")
+    parser.add_argument("--allocator", choices=["auto", "jemalloc", "glibc"], default="auto")
+    parser.add_argument("--models", default=",".join(MODELS), help="comma-separated subset")
+    parser.add_argument("--device", default="cpu", help="cpu | cuda (GPU runs: not Fig. 7's CPU)")
+    parser.add_argument("--out-dir", type=Path, default=RESULTS)
+    parser.add_argument("--no-batch64", action="store_true", help="skip the batch-64 points")
+    args = parser.parse_args()
+    if args.allocator != "glibc":
+        code = reexec_with_jemalloc(sys.argv[1:])
+        if code is not None:
+            raise SystemExit(code)
+    alloc = allocator()
+    if args.allocator == "jemalloc" and alloc != "jemalloc":
+        raise SystemExit(f"--allocator jemalloc: not loaded (looked for {JEMALLOC})")
+    torch.set_num_threads(args.threads)
+    mode = "tiny" if args.tiny else "quick" if args.quick else "full"
+    repeats = args.repeats or {"full": 5, "quick": 3, "tiny": 1}[mode]
+    models = [m for m in args.models.split(",") if m]
+    bad = [m for m in models if m not in MODELS]
+    if bad:
+        raise SystemExit(f"--models: unknown {bad}; choose from {list(MODELS)}")
+    header = (
+        f"torch {torch.__version__} on {args.device}, {torch.get_num_threads()} threads, {alloc}, "
+        f"{'tiny models' if args.tiny else 'paper sizes'}, median of {repeats} after warm-up; "
+        f"load average at start {os.getloadavg()[0]:.2f} ({os.cpu_count()} CPUs)"
+    )
+    print(header, flush=True)
+
+    rows = []
+    for task in TASKS:
+        for name in models:
+            net = build(name, task, args.tiny).to(args.device)
+            points = [(1, T) for T in LENGTHS[mode][task]]
+            if not args.no_batch64:
+                # AF/AF at batch 64 solves its H x layers scalar equations on tensors: slow
+                # enough to keep to the shortest length outside a full run.
+                cap = 50 if name == "af_af" and mode == "quick" else None
+                points += [(64, T) for T in BATCH64_LENGTHS[mode] if cap is None or T <= cap]
+            for batch, T in points:
+                times = time_sampling(net, name, batch, T, repeats, args.device)
+                med = statistics.median(times)
+                rows.append(
+                    {
+                        "task": task,
+                        "model": name,
+                        "batch_size": batch,
+                        "length": T,
+                        "repeats": repeats,
+                        "median_s": med,
+                        "min_s": min(times),
+                        "max_s": max(times),
+                        "tokens_per_s": batch * T / med,
+                        "threads": torch.get_num_threads(),
+                        "allocator": alloc,
+                        "device": args.device,
+                        "torch": torch.__version__,
+                    }
+                )
+                print(
+                    f"{task:5s} {LABELS[name]:8s} B={batch:<3d} T={T:<4d} {med:9.4f} s", flush=True
+                )
+
+    args.out_dir.mkdir(parents=True, exist_ok=True)
+    csv_path, png_path = args.out_dir / "sample_speed.csv", args.out_dir / "sample_speed.png"
+    with csv_path.open("w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    print(f"\n{header}; at the end {os.getloadavg()[0]:.2f}")
+    for task in TASKS:
+        for batch in (1, 64):
+            print_table(rows, task, batch, models)
+    if not args.tiny and args.device == "cpu":
+        print_floor(matvec_seconds())
+        print_targets(rows)
+    plot(rows, png_path, models, header)
+    print(f"\nwrote {csv_path} and {png_path}")
+
+
+def matvec_seconds(rows: int = 2000, cols: int = 500, calls: int = 2000) -> float:
+    """Median seconds of one [1, 500] x [500, 2000] product (an LSTM's recurrent step)."""
+    w, h = torch.randn(cols, rows), torch.randn(1, cols)
+    out = torch.empty(1, rows)
+    times = []
+    for _ in range(5):
+        start = time.perf_counter()
+        for _ in range(calls):
+            torch.mm(h, w, out=out)
+        times.append((time.perf_counter() - start) / calls)
+    return statistics.median(times)
+
+
+def print_floor(t_mv: float, T: int = 200) -> None:
+    """Serial matrix-vector work per generation at batch 1 (nothing else counted)."""
+    # IAF/SCF: prior LSTM (2 layers) + decoder BiLSTM (2 layers x 2 directions), each a chain
+    # of T recurrent [500] x [500, 2000] products; input projections are batched over time.
+    # LSTM baseline: per step both layers' input and recurrent products (564 + 500 + 500 + 500
+    # inputs -> 2000 gates) and the output layers (500 -> 500 -> V): about 4.3 such products.
+    print(f"\nserial floor: one [1,500]x[500,2000] product = {t_mv * 1e6:.1f} us")
+    print(f"  IAF/SCF at T={T}: 6 x T products >= {6 * T * t_mv:.3f} s")
+    print(f"  LSTM    at T={T}: ~4.3 x T products >= {4.3 * T * t_mv:.3f} s")
+
+
+def print_targets(rows: list[dict]) -> None:
+    med = {
+        r["model"]: r["median_s"]
+        for r in rows
+        if r["task"] == "text" and r["batch_size"] == 1 and r["length"] == 200
+    }
+    if not med:
+        return
+    print("\ntext, T=200, batch 1: ours vs the reference implementation (same machine kind)")
+    for m in MODELS:
+        if m in med:
+            target = TARGETS_T200.get(m)
+            ok = "" if target is None else f"   target <= {target} s: "
+            ok += "" if target is None else ("ok" if med[m] <= target else "MISSED")
+            print(f"  {LABELS[m]:8s} {med[m]:8.3f} s   reference {REFERENCE_T200[m]:6.3f} s{ok}")
+    if "iaf_scf" in med and "lstm" in med:
+        ratio = med["lstm"] / med["iaf_scf"]
+        print(
+            f"  IAF/SCF vs our LSTM: {ratio:.1f}x faster (target >= 10x: "
+            f"{'ok' if ratio >= 10 else 'MISSED'})"
+        )
+    if "iaf_scf" in med and "lstm_nnlstm" in med:
+        ratio = med["lstm_nnlstm"] / med["iaf_scf"]
+        print(f"  IAF/SCF vs LSTM-ref (nn.LSTM per step, as the reference): {ratio:.1f}x faster")
+
+
+if __name__ == "__main__":
+    main()
