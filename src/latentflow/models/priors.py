@@ -116,16 +116,12 @@ class _RecurrentContext(nn.Module):
         out, _ = self.lstm(self.shifted_inputs(v, pos))
         return self.dropout(out)
 
-    def step(self, v_prev: Tensor, pos_t: Tensor, state):
-        """One step: v_prev [B, H] (None at t = 0), pos_t [B, P] -> (c_t [B, hidden], state)."""
-        if v_prev is None:
-            v_prev = self.start.expand(pos_t.shape[0], -1)
-        out, state = self.lstm(torch.cat([v_prev, pos_t], -1)[:, None], state)
-        return self.dropout(out[:, 0]), state
+    def step(self, v_prev: Tensor | None, pos_t: Tensor, state: LSTMState | None):
+        """One step: v_prev [B, H] (None at t = 0), pos_t [B, P] -> (c_t [B, hidden], state).
 
-    def sample_step(self, v_prev: Tensor | None, pos_t: Tensor, state: LSTMState | None):
-        """``step`` for sampling loops, through ``lstm_step`` (no per-call oneDNN re-layout);
-        the state is a per-layer list, so it does not mix with ``step``'s."""
+        Through ``lstm_step`` (``torch.lstm_cell`` per layer): one ``nn.LSTM`` call per step
+        would re-lay out the weights every time on CPU (oneDNN), several times the step's
+        arithmetic. Used by the serial loops: IAF density, AF sampling."""
         if v_prev is None:
             v_prev = self.start.expand(pos_t.shape[0], -1)
         out, state = lstm_step(self.lstm, torch.cat([v_prev, pos_t], -1), state)
@@ -171,7 +167,7 @@ class AFTimePrior(SequencePrior):
         pos = self.position(lengths, eps.shape[1])  # [B, T, P]
         zs, lds, state, z_prev = [], [], None, None
         for t in range(eps.shape[1]):  # serial in time: c_t needs z_{t-1}
-            ctx, state = self.context.sample_step(z_prev, pos[:, t], state)
+            ctx, state = self.context.step(z_prev, pos[:, t], state)
             z_prev, ld = self.flow.inverse(eps[:, t], ctx)
             zs.append(z_prev)
             lds.append(ld)
