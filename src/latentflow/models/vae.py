@@ -13,6 +13,7 @@ from latentflow.models.emission import emission_log_prob, emission_sample
 from latentflow.models.objectives import importance_sampled_log_likelihood
 from latentflow.models.position import LengthConditioning, sequence_mask
 from latentflow.models.priors import SequencePrior
+from latentflow.models.recurrent import native_rnn
 
 LOG_2PI = math.log(2 * math.pi)
 
@@ -179,8 +180,10 @@ class LatentFlowModel(nn.Module):
         Returns ``{"x", "lengths", "z", "log_pz"}``; padded steps of x are 0.
         """
         lengths = sample_lengths(self, lengths, num_samples, generator)
-        z, log_pz = self.prior.sample(lengths, temperature, generator)
-        x = emission_sample(self.decode(z, lengths), self.text, argmax, generator)
+        with native_rnn():  # short LSTM calls: skip oneDNN's per-call weight re-layout
+            z, log_pz = self.prior.sample(lengths, temperature, generator)
+            logits = self.decode(z, lengths)
+        x = emission_sample(logits, self.text, argmax, generator)
         mask = sequence_mask(lengths, x.shape[1])
         x = x * (mask if self.text else mask[..., None])
         return {"x": x, "lengths": lengths, "z": z, "log_pz": log_pz}
