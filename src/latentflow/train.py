@@ -3,25 +3,38 @@
     latentflow-train experiment=jsb/af_af_cpu
     latentflow-train experiment=ptb/af_af trainer=gpu
     latentflow-train -m prior=af_af,af_scf,iaf_scf transform=affine,nlsq debug=tiny
+    latentflow-train experiment=ptb/af_af trainer=ddp trainer.devices=4 logger=wandb
+    latentflow-train ckpt_path=auto hydra.run.dir=<an earlier run>   # resume (exactly)
 
 A run directory holds the resolved ``config.yaml``, ``checkpoints/{best-*,last}.ckpt`` and
 ``metrics.json`` (validation and test metrics of the best checkpoint, both conventions, with
 standard errors). The return value (the monitored metric) is what Hydra sweepers optimise.
+
+Checkpoints are written atomically (``AtomicCheckpointIO``); SIGTERM and the Slurm requeue
+signal leave a ``last.ckpt`` at a batch boundary (``PreemptionCheckpoint``), from which
+``ckpt_path=auto`` resumes exactly. Errors a user can fix (bad config, missing data, a run
+that keeps producing NaN) end in one ``latentflow-train: error: ...`` line.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import math
+import netrc
+import os
 import sys
 import time
+import warnings
 from pathlib import Path
 from typing import Any
 
 import hydra
 import pytorch_lightning as pl
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, OmegaConf, open_dict
+from pytorch_lightning.utilities.exceptions import SIGTERMException
+from pytorch_lightning.utilities.rank_zero import rank_zero_only
 
 from latentflow.config_checks import ConfigError, validate_train_config
 from latentflow.data.download import DataError
@@ -53,14 +66,89 @@ def instantiate_dict(node: DictConfig | None) -> list[Any]:
     return out
 
 
-def build_loggers(cfg: DictConfig) -> list[Any]:
-    import os
+def wandb_key_configured() -> bool:
+    """A W&B API key in WANDB_API_KEY or in ~/.netrc (what ``wandb login`` writes)."""
+    if os.environ.get("WANDB_API_KEY"):
+        return True
+    host = os.environ.get("WANDB_BASE_URL", "https://api.wandb.ai").split("://")[-1]
+    try:
+        return netrc.netrc().authenticators(host.split("/")[0]) is not None
+    except (OSError, netrc.NetrcParseError):
+        return False
 
+
+def build_loggers(cfg: DictConfig) -> list[Any]:
     logger_cfg = cfg.get("logger") or {}
     if "wandb" in logger_cfg and logger_cfg.wandb.get("offline") is None:
-        # Offline unless a key is configured: a run never blocks on an unreachable server.
-        logger_cfg.wandb.offline = not os.environ.get("WANDB_API_KEY")
-    return instantiate_dict(logger_cfg)
+        # Offline unless a key is configured (an explicit WANDB_MODE still wins): a run never
+        # blocks on an unreachable server. `wandb sync <run dir>/wandb/offline-run-*` uploads.
+        logger_cfg.wandb.offline = not os.environ.get("WANDB_MODE") and not wandb_key_configured()
+    if "wandb" in logger_cfg and logger_cfg.wandb.get("id") is None:
+        # One W&B run per run directory: a resumed or requeued run continues it.
+        with open_dict(logger_cfg):
+            logger_cfg.wandb.id = wandb_run_id(Path(cfg.paths.output_dir))
+    loggers = instantiate_dict(logger_cfg)
+    for logger in loggers:
+        if hasattr(logger, "_get_next_version"):
+            # Fix the CSV/TensorBoard version now: with ddp_spawn every trainer call (fit,
+            # validate, test) runs in fresh workers that would each open a new version.
+            _ = logger.version
+    return loggers
+
+
+def wandb_run_id(out_dir: Path) -> str:
+    """A W&B run id derived from the absolute run directory."""
+    return "lf-" + hashlib.sha1(str(out_dir.resolve()).encode()).hexdigest()[:16]
+
+
+def build_plugins() -> list[Any]:
+    """Atomic checkpoint writes; under Slurm, Lightning's own auto-requeue off (the requeue is
+    submitit's, after ``PreemptionCheckpoint`` has saved; one mechanism, not two)."""
+    from pytorch_lightning.plugins.environments import SLURMEnvironment
+
+    from latentflow.lightning.checkpoint_io import AtomicCheckpointIO
+
+    plugins: list[Any] = [AtomicCheckpointIO()]
+    if SLURMEnvironment.detect():
+        plugins.append(SLURMEnvironment(auto_requeue=False))
+    return plugins
+
+
+def check_cluster(cfg: DictConfig) -> None:
+    """Under Slurm the srun tasks are the ranks: tasks per node must equal trainer.devices."""
+    from pytorch_lightning.plugins.environments import SLURMEnvironment
+
+    per_node = os.environ.get("SLURM_NTASKS_PER_NODE", "").split("(")[0]
+    devices = cfg.trainer.get("devices")
+    if per_node.isdigit() and isinstance(devices, int) and SLURMEnvironment.detect():
+        if int(per_node) != devices:
+            raise ConfigError(
+                f"trainer.devices={devices} but Slurm runs {per_node} tasks per node: set "
+                f"trainer.devices={per_node} (hydra/launcher=slurm ties the two)"
+            )
+
+
+def finish_loggers(trainer: pl.Trainer | None) -> None:
+    """End the W&B run (flushing it to disk), so that the next job of a multirun in the same
+    process starts its own run instead of reusing this one."""
+    for lg in trainer.loggers if trainer is not None else []:
+        run = getattr(lg, "_experiment", None)
+        if type(lg).__name__ == "WandbLogger" and run is not None:
+            run.finish()
+            lg._experiment = None
+
+
+def saved_progress(trainer: pl.Trainer, out_dir: Path) -> tuple[int, int]:
+    """(epoch, global step) of the fit; spawned ranks (``ddp_spawn``) leave the parent's
+    counters at 0, so then they come from ``last.ckpt``."""
+    last = out_dir / "checkpoints" / "last.ckpt"
+    if trainer.global_step == 0 and trainer.world_size > 1 and last.exists():
+        import torch
+
+        ckpt = torch.load(last, map_location="cpu", weights_only=False)
+        # written at the end of the fit, inside the last epoch (0-based): epochs run = epoch + 1
+        return int(ckpt.get("epoch", 0)) + 1, int(ckpt.get("global_step", 0))
+    return trainer.current_epoch, trainer.global_step
 
 
 def write_json(path: Path, payload: dict[str, Any]) -> None:
@@ -97,10 +185,12 @@ def train(cfg: DictConfig) -> tuple[float | None, dict[str, Any]]:
     from latentflow.lightning.module import SequenceLitModule
 
     validate_train_config(cfg)
+    check_cluster(cfg)
     apply_runtime(cfg.runtime.get("threads"), cfg.runtime.get("tune_malloc", True))
     out_dir = Path(cfg.paths.output_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    OmegaConf.save(cfg, out_dir / "config.yaml", resolve=True)
+    if rank_zero_only.rank == 0:  # ranks launched by Lightning or srun run this too
+        OmegaConf.save(cfg, out_dir / "config.yaml", resolve=True)
     pl.seed_everything(cfg.seed, workers=True)
 
     datamodule = hydra.utils.instantiate(cfg.data)
@@ -123,26 +213,43 @@ def train(cfg: DictConfig) -> tuple[float | None, dict[str, Any]]:
         anneal=OmegaConf.to_container(cfg.anneal, resolve=True),
         max_nonfinite_steps=cfg.train.max_nonfinite_steps,
         run_config=OmegaConf.to_container(cfg, resolve=True),
+        seed=cfg.seed,
     )
     module.net.length_distribution.load_state_dict(datamodule.length_distribution.state_dict())
     n_params = sum(p.numel() for p in module.parameters())
     log.info("model: %s, %.2fM parameters", cfg.model.kind, n_params / 1e6)
 
-    callbacks = instantiate_dict(cfg.get("callbacks"))
-    trainer: pl.Trainer = hydra.utils.instantiate(
-        cfg.trainer, callbacks=callbacks, logger=build_loggers(cfg) or False
-    )
-    ckpt_path = cfg.get("ckpt_path")
-    if ckpt_path == "auto":
-        last = out_dir / "checkpoints" / "last.ckpt"
-        ckpt_path = str(last) if last.exists() else None
-    start = time.time()
-    trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path)
-    train_time = time.time() - start
+    from latentflow.lightning.callbacks import ResumeDataOrder
 
-    best = getattr(trainer.checkpoint_callback, "best_model_path", "") or None
-    splits = ["val", "test"] if cfg.get("test", True) else ["val"]
-    metrics = evaluate_best(trainer, module, datamodule, best, cfg.seed, splits)
+    callbacks = [*instantiate_dict(cfg.get("callbacks")), ResumeDataOrder()]
+    trainer: pl.Trainer | None = None
+    try:
+        trainer = hydra.utils.instantiate(
+            cfg.trainer,
+            callbacks=callbacks,
+            logger=build_loggers(cfg) or False,
+            plugins=build_plugins(),
+        )
+        ckpt_path = cfg.get("ckpt_path")
+        if ckpt_path is None and int(os.environ.get("SLURM_RESTART_COUNT") or 0) > 0:
+            ckpt_path = "auto"  # a requeued Slurm job continues its own run directory
+        if ckpt_path == "auto":
+            last = out_dir / "checkpoints" / "last.ckpt"
+            ckpt_path = str(last) if last.exists() else None
+        if ckpt_path:
+            log.info("resuming from %s", ckpt_path)
+            # Resuming into its own run directory: the checkpoints there are expected.
+            warnings.filterwarnings("ignore", message=r"Checkpoint directory .* is not empty")
+        start = time.time()
+        trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path)
+        train_time = time.time() - start
+
+        best = getattr(trainer.checkpoint_callback, "best_model_path", "") or None
+        splits = ["val", "test"] if cfg.get("test", True) else ["val"]
+        metrics = evaluate_best(trainer, module, datamodule, best, cfg.seed, splits)
+    finally:
+        finish_loggers(trainer)
+    epochs, global_step = saved_progress(trainer, out_dir)
     payload = {
         "experiment": cfg.get("experiment_name"),
         "model": cfg.model.kind,
@@ -151,12 +258,12 @@ def train(cfg: DictConfig) -> tuple[float | None, dict[str, Any]]:
         else None,
         "transform": transform_name(cfg) if cfg.model.kind == "flow" else None,
         "best_checkpoint": best,
-        "epochs": trainer.current_epoch,
-        "global_step": trainer.global_step,
+        "epochs": epochs,
+        "global_step": global_step,
         "train_time_s": train_time,
         "parameters": n_params,
         "seed": cfg.seed,
-        "paper": OmegaConf.to_container(cfg.get("paper") or {}, resolve=True),
+        "paper": OmegaConf.to_container(cfg.paper, resolve=True) if cfg.get("paper") else {},
         **metrics,
     }
     if trainer.is_global_zero:
@@ -173,6 +280,16 @@ def main(cfg: DictConfig) -> float | None:
     except (ConfigError, DataError) as err:
         print(f"latentflow-train: error: {err}", file=sys.stderr)
         raise SystemExit(2) from None
+    except FloatingPointError as err:  # the non-finite guard gave up
+        print(f"latentflow-train: error: {err}", file=sys.stderr)
+        raise SystemExit(1) from None
+    except SIGTERMException:
+        last = Path(cfg.paths.output_dir) / "checkpoints" / "last.ckpt"
+        print(
+            f"latentflow-train: stopped by SIGTERM; resume with ckpt_path={last}",
+            file=sys.stderr,
+        )
+        raise SystemExit(128 + 15) from None
     return value
 
 

@@ -43,12 +43,16 @@ class BucketBatchSampler(Sampler[list[int]]):
 
     Distributed (`num_replicas > 1`): rank `r` takes batches `r, r + R, r + 2R, ...` of the
     common list. In evaluation the union over ranks is every sequence exactly once (ranks may
-    differ by one batch). In training every rank gets the same number of batches: the list is
-    padded by repeating its first batches (or cut, with `drop_last`).
+    differ by one batch); with fewer batches than ranks the largest batches are halved until
+    every rank has one (a rank without a batch would skip the epoch-end metric reduction the
+    others wait in), as far as there are sequences. In training every rank gets the same
+    number of batches: the list is padded by repeating its first batches (or cut, with
+    `drop_last`).
 
     `state_dict()` holds the epoch and seed, so a resumed run sees the same data order (from
-    the start of that epoch). `sampler.set_epoch` does the same as `set_epoch`: Lightning
-    calls the former.
+    the start of that epoch); `set_start(k)` then makes the next iteration skip the epoch's
+    first k batches (a resume mid-epoch). `sampler.set_epoch` does the same as `set_epoch`:
+    Lightning calls the former.
     """
 
     def __init__(
@@ -85,6 +89,7 @@ class BucketBatchSampler(Sampler[list[int]]):
         self.rank = rank
         self.bucket_size_multiplier = bucket_size_multiplier
         self.epoch = 0
+        self._start: tuple[int, int | None] = (0, None)
         self._cache: tuple[tuple[int, int], list[list[int]]] | None = None
         # Lightning calls `batch_sampler.sampler.set_epoch(epoch)` each epoch, not ours.
         self.sampler = _EpochIndices(self)
@@ -100,8 +105,19 @@ class BucketBatchSampler(Sampler[list[int]]):
         self.epoch = int(state["epoch"])
         self.seed = int(state.get("seed", self.seed))
 
+    def set_start(self, batch: int, epoch: int | None = None) -> None:
+        """Begin the next iteration at batch `batch` (this rank's count) if that iteration is
+        of `epoch` (None: whichever); later iterations start at 0 again. `len()` stays the
+        full epoch's."""
+        if isinstance(batch, bool) or not isinstance(batch, int) or batch < 0:
+            raise ValueError(f"set_start needs a batch number >= 0, got {batch!r}")
+        self._start = (batch, epoch)
+
     def __iter__(self) -> Iterator[list[int]]:
-        yield from self._rank_batches()
+        (start, epoch), self._start = self._start, (0, None)
+        if epoch is not None and epoch != self.epoch:
+            start = 0
+        yield from self._rank_batches()[start:]
 
     def __len__(self) -> int:
         return len(self._rank_batches())
@@ -172,7 +188,13 @@ class BucketBatchSampler(Sampler[list[int]]):
         r, world = self.rank, self.num_replicas
         if world == 1:
             return batches
-        if self.shuffle and batches:
+        if not self.shuffle:
+            batches = list(batches)
+            while 0 < len(batches) < world and max(len(b) for b in batches) > 1:
+                i = max(range(len(batches)), key=lambda j: len(batches[j]))
+                half = len(batches[i]) // 2
+                batches[i : i + 1] = [batches[i][:half], batches[i][half:]]
+        elif batches:
             if self.drop_last:
                 batches = batches[: len(batches) // world * world]
             else:
@@ -196,7 +218,7 @@ class _EpochIndices(Sampler[int]):
         self._parent.set_epoch(epoch)
 
     def __iter__(self) -> Iterator[int]:
-        return (i for batch in self._parent for i in batch)
+        return (i for batch in self._parent._rank_batches() for i in batch)
 
     def __len__(self) -> int:
         return sum(len(batch) for batch in self._parent._rank_batches())

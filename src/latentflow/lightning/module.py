@@ -3,13 +3,21 @@
 Metrics are sums (log-likelihood, log p(T), tokens, sequences, Monte-Carlo variance) kept in
 float64 torchmetrics ``SumMetric``s, so they reduce correctly across ranks and batches; the
 per-token numbers are derived from the sums at epoch end (never a mean of batch means).
+
+Randomness is a function of position, not of history: each training batch reseeds the global
+generator from (seed, rank, epoch, batch index), and each evaluation batch draws its importance
+samples from a generator seeded by (seed, its first sequence index). So a run resumed mid-epoch
+continues with exactly the noise of an uninterrupted one, and an evaluation gives the same
+number on one process or on several (the batches are the same, only spread over ranks).
 """
 
 from __future__ import annotations
 
 import math
+import warnings
 from typing import Any
 
+import numpy as np
 import pytorch_lightning as pl
 import torch
 from torchmetrics import SumMetric
@@ -17,6 +25,12 @@ from torchmetrics import SumMetric
 from latentflow.lightning.anneal import KLSchedule
 from latentflow.models.factory import build_model
 from latentflow.models.objectives import nll_metrics
+
+# The epoch metrics are logged from sums already reduced over ranks (SumMetric syncs in compute),
+# so Lightning's advice to add sync_dist=True does not apply.
+warnings.filterwarnings(
+    "ignore", message=r".*when logging on epoch level in distributed setting.*", append=True
+)
 
 SUMS = ("log_px", "log_pT", "var", "recon", "kl", "tokens", "sequences")
 
@@ -27,7 +41,8 @@ class SequenceLitModule(pl.LightningModule):
     Every constructor argument is a plain value saved in the checkpoint, so
     ``SequenceLitModule.load_from_checkpoint(path)`` rebuilds the model with no config file.
     ``data_config`` (the datamodule's config) lets ``latentflow-eval`` rebuild the data, and
-    ``run_config`` is the whole resolved run config, kept for provenance.
+    ``run_config`` is the whole resolved run config, kept for provenance. ``seed`` keys the
+    per-batch random streams (module docstring); None keeps PyTorch's global stream as it is.
     """
 
     def __init__(
@@ -46,6 +61,7 @@ class SequenceLitModule(pl.LightningModule):
         anneal: dict[str, Any] | None = None,
         max_nonfinite_steps: int = 20,
         run_config: dict[str, Any] | None = None,
+        seed: int | None = None,
     ) -> None:
         super().__init__()
         self.save_hyperparameters()
@@ -58,6 +74,7 @@ class SequenceLitModule(pl.LightningModule):
         self.eval_samples, self.eval_chunk = eval_samples, eval_chunk
         self.val_samples = val_samples  # S for the per-epoch validation inside fit (None: S)
         self.max_nonfinite_steps = max_nonfinite_steps
+        self.seed = seed
         self.nonfinite_in_a_row = 0
         self.register_buffer("nonfinite_total", torch.zeros((), dtype=torch.long))
         self.sums = torch.nn.ModuleDict(
@@ -71,6 +88,22 @@ class SequenceLitModule(pl.LightningModule):
             metric.set_dtype(torch.float64)
         self.final_metrics: dict[str, dict[str, float]] = {}
 
+    def setup(self, stage: str) -> None:
+        """Own tensors in every process. ``ddp_spawn`` hands the module to its workers through
+        shared memory, and on CPU nothing copies it: without this every rank would step the same
+        parameter storage (one update per rank) and add into the same metric sums."""
+        with torch.no_grad():
+            for tensor in [*self.parameters(), *self.buffers()]:
+                if tensor.device.type == "cpu" and tensor.is_shared():
+                    tensor.data = tensor.data.clone()
+        for metric in self.sums.values():
+            metric.reset()
+
+    def _stream_seed(self, *keys: int) -> int:
+        """A 63-bit seed mixed from ``self.seed`` and ``keys`` (numpy's SeedSequence)."""
+        state = np.random.SeedSequence([int(self.seed or 0), *keys]).generate_state(2, np.uint32)
+        return (int(state[0]) << 31) ^ int(state[1])
+
     # ------------------------------------------------------------------ training
     def kl_weight(self) -> float:
         n = self.trainer.num_training_batches if self._trainer is not None else 0
@@ -80,6 +113,10 @@ class SequenceLitModule(pl.LightningModule):
 
     def on_train_batch_start(self, batch: Any, batch_idx: int) -> None:
         self._batch_idx = batch_idx
+        if self.seed is not None:
+            # The noise of this batch (ELBO samples, dropout) depends only on where it is.
+            seed = self._stream_seed(0, self.global_rank, self.current_epoch, batch_idx)
+            torch.manual_seed(seed)
 
     def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
         x, lengths = batch["x"], batch["lengths"]
@@ -94,20 +131,26 @@ class SequenceLitModule(pl.LightningModule):
         self.log("train/kl", out["kl"].sum() / tokens, batch_size=bs)
         self.log("train/elbo", -out["elbo"].sum() / tokens, batch_size=bs)
         self.log("train/kl_weight", beta, prog_bar=self.is_flow, batch_size=bs)
+        self._loss_finite = torch.isfinite(loss.detach())  # read by the non-finite guard
         return loss
 
     def on_before_optimizer_step(self, optimizer: torch.optim.Optimizer) -> None:
-        """Non-finite guard: a step whose gradients hold NaN/inf is skipped (all grads set to
-        None, so Adam leaves parameters and moments untouched) and counted; too many in a row
-        stop training with a clear message."""
+        """Non-finite guard: a step whose loss or gradients hold NaN/inf is skipped (all grads
+        set to None, so Adam leaves parameters and moments untouched) and counted (logged as
+        ``train/nonfinite_steps``); too many in a row stop training with a clear message.
+        Under DDP the ranks decide together, so they skip the same steps."""
         grads = [p.grad for p in self.parameters() if p.grad is not None]
-        finite = torch.stack([torch.isfinite(g).all() for g in grads]).all() if grads else True
-        if bool(finite):
-            self.nonfinite_in_a_row = 0
-            return
-        optimizer.zero_grad(set_to_none=True)
-        self.nonfinite_total += 1
-        self.nonfinite_in_a_row += 1
+        finite = torch.stack([torch.isfinite(g).all() for g in grads]).all() if grads else None
+        loss_finite, self._loss_finite = getattr(self, "_loss_finite", None), None
+        if loss_finite is not None:
+            finite = loss_finite if finite is None else finite & loss_finite.to(finite.device)
+        ok = True if finite is None else bool(finite)
+        if self._trainer is not None and self.trainer.world_size > 1:
+            ok = self.trainer.strategy.reduce_boolean_decision(ok, all=True)
+        if not ok:
+            optimizer.zero_grad(set_to_none=True)
+            self.nonfinite_total += 1
+        self.nonfinite_in_a_row = 0 if ok else self.nonfinite_in_a_row + 1
         self.log("train/nonfinite_steps", self.nonfinite_total.float())
         if self.nonfinite_in_a_row >= self.max_nonfinite_steps:
             raise FloatingPointError(
@@ -124,7 +167,13 @@ class SequenceLitModule(pl.LightningModule):
         x, lengths = batch["x"], batch["lengths"]
         fitting = self._trainer is not None and self.trainer.state.fn == "fit"
         S = self.val_samples if (fitting and self.val_samples) else self.eval_samples
-        out = self.net.evaluate(x, lengths, S, self.eval_chunk)
+        # Importance samples keyed by the batch's first sequence: the same on any rank and in any
+        # order, and the global stream (training's) is left untouched.
+        first = int(batch["index"].min()) if "index" in batch else 0
+        devices = [self.device] if self.device.type == "cuda" else []
+        with torch.random.fork_rng(devices=devices):
+            torch.manual_seed(self._stream_seed(1, first))
+            out = self.net.evaluate(x, lengths, S, self.eval_chunk)
         log_pT = self.net.length_distribution.log_prob(lengths).double()
         values = {
             "log_px": out["log_px"].sum(),
@@ -151,6 +200,9 @@ class SequenceLitModule(pl.LightningModule):
         m["kl"] = s["kl"] / s["tokens"]
         m["num_sequences"], m["num_tokens"] = s["sequences"], s["tokens"]
         for key, value in m.items():
+            # float64 tensors: the numbers a spawned rank returns to the parent stay exact. The
+            # sums are already global (SumMetric syncs in compute), hence no sync_dist.
+            value = torch.tensor(value, dtype=torch.float64)
             self.log(f"{stage}/{key}", value, prog_bar=key == "nll", sync_dist=False)
         self.final_metrics[stage] = m
         return m

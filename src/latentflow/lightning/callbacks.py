@@ -1,0 +1,275 @@
+"""Callbacks for long runs: exact mid-epoch resume, checkpoints on pre-emption and every N steps,
+and samples shown in the experiment tracker.
+
+Resuming is exact (the final metrics equal those of an uninterrupted run with the same seed)
+because everything a step depends on is restored: weights, optimizer moments, loop counters
+(Lightning), the KL weight (a function of epoch, batch index and step), the random stream (keyed
+by position, see ``SequenceLitModule``), and the data order: the epoch's batch list is a function
+of (seed, epoch) and ``ResumeDataOrder`` skips the batches the checkpoint had already trained on.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+import warnings
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytorch_lightning as pl
+import torch
+from pytorch_lightning.loggers import TensorBoardLogger, WandbLogger
+from pytorch_lightning.trainer.states import RunningStage
+from pytorch_lightning.utilities.exceptions import SIGTERMException
+
+log = logging.getLogger(__name__)
+
+POSITION_KEY = "latentflow_train_position"
+
+
+def _batches_done(trainer: pl.Trainer) -> int:
+    """Training batches of the current epoch already processed (optimizer step taken)."""
+    return int(trainer.fit_loop.epoch_loop.batch_progress.current.processed)
+
+
+class _StepBoundary(pl.Callback):
+    """Knows whether the last training batch ended with an optimizer step. With gradient
+    accumulation the batches in between hold gradients that no checkpoint stores, so a
+    checkpoint taken there could not be resumed exactly: these callbacks save at steps only."""
+
+    def __init__(self) -> None:
+        self._step_at_start = -1
+        self.stepped = False
+
+    def on_train_batch_start(self, trainer: pl.Trainer, *args: Any, **kwargs: Any) -> None:
+        self._step_at_start = trainer.global_step
+
+    def _note_step(self, trainer: pl.Trainer) -> bool:
+        self.stepped = trainer.global_step != self._step_at_start
+        return self.stepped
+
+
+class ResumeDataOrder(pl.Callback):
+    """Continue a resumed epoch at the batch where its checkpoint was taken.
+
+    Saves ``{"epoch", "batches"}`` in the checkpoint; on resume, the training batch sampler
+    (which must have ``set_start(batch, epoch)``, as ``BucketBatchSampler``) skips that many
+    batches of that epoch. Lightning's batch index keeps counting from the restored progress, so
+    the skipped batches are exactly those the run before had trained on.
+    """
+
+    def __init__(self) -> None:
+        self._resume: dict[str, int] | None = None
+        # With this callback the loader is resumable, whatever Lightning's check concludes.
+        warnings.filterwarnings(
+            "ignore", message=r".*resuming from a checkpoint that ended before the epoch ended.*"
+        )
+
+    def on_save_checkpoint(
+        self, trainer: pl.Trainer, pl_module: pl.LightningModule, checkpoint: dict[str, Any]
+    ) -> None:
+        checkpoint[POSITION_KEY] = {
+            "epoch": int(trainer.current_epoch),
+            "batches": _batches_done(trainer),
+        }
+
+    def on_load_checkpoint(
+        self, trainer: pl.Trainer, pl_module: pl.LightningModule, checkpoint: dict[str, Any]
+    ) -> None:
+        self._resume = checkpoint.get(POSITION_KEY)
+
+    def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        # Before the epoch's iterator exists; Lightning skips on_train_epoch_start when it
+        # restarts mid-epoch. The sampler applies the skip only to an iteration of that epoch.
+        resume, self._resume = self._resume, None
+        if not resume or resume["batches"] <= 0:
+            return
+        sampler = getattr(trainer.train_dataloader, "batch_sampler", None)
+        if not hasattr(sampler, "set_start"):
+            log.warning(
+                "resuming epoch %d after batch %d, but the training sampler cannot skip batches: "
+                "the epoch restarts from its first batch",
+                resume["epoch"],
+                resume["batches"],
+            )
+            return
+        sampler.set_start(resume["batches"], epoch=resume["epoch"])
+        log.info("resuming epoch %d at batch %d", resume["epoch"], resume["batches"])
+
+
+class StepCheckpoint(_StepBoundary):
+    """Refresh ``dirpath/filename`` (``last.ckpt``) every ``every_n_train_steps`` optimizer steps.
+
+    The resume point after a hard kill (SIGKILL, a lost node), where no checkpoint can be
+    written at the end. 0 turns it off. Writes are atomic with ``AtomicCheckpointIO``.
+    """
+
+    def __init__(self, dirpath: str, every_n_train_steps: int = 0, filename: str = "last.ckpt"):
+        if every_n_train_steps < 0:
+            raise ValueError(
+                "callbacks.step_checkpoint.every_n_train_steps must be >= 0, "
+                f"got {every_n_train_steps}"
+            )
+        super().__init__()
+        self.path = Path(dirpath) / filename
+        self.every_n_train_steps = every_n_train_steps
+
+    def on_train_batch_end(
+        self, trainer: pl.Trainer, pl_module: pl.LightningModule, *args: Any, **kwargs: Any
+    ) -> None:
+        n = self.every_n_train_steps
+        if self._note_step(trainer) and n and trainer.global_step % n == 0:
+            trainer.save_checkpoint(self.path)
+
+
+class PreemptionCheckpoint(_StepBoundary):
+    """Write ``last.ckpt`` at a batch boundary when the job is told to stop, then stop.
+
+    * SIGTERM (``scancel``, pre-emption, ``kill``): Lightning notices it, finishes the current
+      batch and raises ``SIGTERMException``; this callback then saves. With gradient
+      accumulation Lightning's stop is held back until the optimizer step is complete
+      (accumulated gradients are in no checkpoint). A SIGTERM during validation saves nothing
+      (half an evaluation cannot be resumed): the resume point is the previous checkpoint.
+    * ``signal`` (default SIGUSR2, what Slurm sends ``signal_delay_s`` before the time limit
+      when jobs go through hydra-submitit-launcher): the flag is read after the next optimizer
+      step (agreed across ranks), ``last.ckpt`` is written, and the handler that was installed
+      before (submitit's: it re-submits the Hydra job and exits) is called. This is the one
+      requeue mechanism; Lightning's own Slurm auto-requeue is switched off by train.py.
+    """
+
+    def __init__(self, dirpath: str, filename: str = "last.ckpt", signal: str | None = "SIGUSR2"):
+        super().__init__()
+        self.path = Path(dirpath) / filename
+        self.signal = signal
+        self._signum: int | None = None
+        self._previous: Any = None
+        self._held_sigterm = False
+        self.requested = False
+
+    # -- the requeue signal -------------------------------------------------------------------
+    def _handler(self, signum: int, frame: Any) -> None:
+        log.warning("received %s: checkpointing after this batch", signal.Signals(signum).name)
+        self.requested = True
+
+    def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
+        if stage != "fit" or self.signal is None or self._signum is not None:
+            return
+        if threading.current_thread() is not threading.main_thread():
+            return
+        self._signum = int(getattr(signal, self.signal))
+        self._previous = signal.getsignal(self._signum)
+        signal.signal(self._signum, self._handler)
+
+    def teardown(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
+        if self._signum is not None:
+            signal.signal(self._signum, self._previous or signal.SIG_DFL)
+            self._signum = None
+
+    def on_train_batch_end(
+        self, trainer: pl.Trainer, pl_module: pl.LightningModule, *args: Any, **kwargs: Any
+    ) -> None:
+        stepped = self._note_step(trainer)
+        self._hold_sigterm_until_the_step(trainer, stepped)
+        if not stepped or self._signum is None:
+            return
+        if not trainer.strategy.reduce_boolean_decision(self.requested, all=False):
+            return
+        trainer.save_checkpoint(self.path)
+        log.warning("saved %s (step %d); stopping", self.path, trainer.global_step)
+        previous, signum = self._previous, self._signum
+        self.teardown(trainer, pl_module, "fit")
+        if callable(previous):
+            previous(signum, None)  # submitit: requeue the job (rank 0) and exit
+        raise SystemExit(0 if trainer.global_rank else 128 + signum)
+
+    # -- SIGTERM (Lightning's handler) --------------------------------------------------------
+    def _hold_sigterm_until_the_step(self, trainer: pl.Trainer, stepped: bool) -> None:
+        # Lightning stops after any batch once its SIGTERM flag is set; inside an accumulated
+        # step, clear the flag and set it again after the batch that steps.
+        connector = getattr(trainer, "_signal_connector", None)
+        if connector is None or not hasattr(connector, "received_sigterm"):
+            return
+        if not stepped and connector.received_sigterm:
+            connector.received_sigterm, self._held_sigterm = False, True
+        elif stepped and self._held_sigterm:
+            connector.received_sigterm, self._held_sigterm = True, False
+
+    def on_exception(
+        self, trainer: pl.Trainer, pl_module: pl.LightningModule, exception: BaseException
+    ) -> None:
+        if not isinstance(exception, SIGTERMException) or trainer.state.fn != "fit":
+            return
+        if trainer.state.stage != RunningStage.TRAINING or not self.stepped:
+            log.warning("SIGTERM during validation: no checkpoint; resume from the previous one")
+            return
+        trainer.save_checkpoint(self.path)
+        log.warning("SIGTERM: saved %s (step %d)", self.path, trainer.global_step)
+
+
+class SampleLogger(pl.Callback):
+    """After validation, draw ``num_samples`` sequences and show them in the tracker.
+
+    Text (PTB) goes to a table (W&B) or a text panel (TensorBoard); piano rolls (music) as
+    images, time left to right and pitch upwards. Other loggers get nothing. Sampling uses its
+    own seeded generator, so training's random stream is untouched.
+    """
+
+    def __init__(
+        self,
+        num_samples: int = 4,
+        every_n_epochs: int = 1,
+        temperature: float = 1.0,
+        seed: int = 0,
+    ) -> None:
+        if num_samples < 1 or every_n_epochs < 1:
+            raise ValueError("callbacks.samples.num_samples and every_n_epochs must be >= 1")
+        self.num_samples = num_samples
+        self.every_n_epochs = every_n_epochs
+        self.temperature = temperature
+        self.seed = seed
+
+    def on_validation_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        loggers = [lg for lg in trainer.loggers if isinstance(lg, WandbLogger | TensorBoardLogger)]
+        if not loggers or trainer.sanity_checking or not trainer.is_global_zero:
+            return
+        if trainer.state.fn != "fit":  # the evaluations after fitting add nothing new
+            return
+        if (trainer.current_epoch + 1) % self.every_n_epochs:
+            return
+        generator = torch.Generator().manual_seed(self.seed + trainer.current_epoch)
+        out = pl_module.net.sample(
+            num_samples=self.num_samples, temperature=self.temperature, generator=generator
+        )
+        x, lengths = out["x"].cpu(), out["lengths"].cpu()
+        step = trainer.global_step
+        if getattr(pl_module, "text", False):
+            from latentflow.data.vocab import CharVocab
+
+            vocab = CharVocab(pl_module.vocab)
+            texts = [vocab.to_text(x[i, : lengths[i]]) for i in range(len(x))]
+            for lg in loggers:
+                if isinstance(lg, WandbLogger):
+                    epoch = trainer.current_epoch
+                    rows = [[epoch, int(n), t] for n, t in zip(lengths, texts, strict=True)]
+                    lg.log_text("samples/text", columns=["epoch", "length", "text"], data=rows)
+                else:
+                    lg.experiment.add_text("samples/text", "\n\n".join(texts), step)
+        else:
+            images = [piano_roll_image(x[i, : lengths[i]]) for i in range(len(x))]
+            for lg in loggers:
+                if isinstance(lg, WandbLogger):
+                    captions = [f"T={int(n)}" for n in lengths]
+                    lg.log_image("samples/piano_roll", images, step=step, caption=captions)
+                else:
+                    for i, image in enumerate(images):
+                        lg.experiment.add_image(
+                            f"samples/piano_roll_{i}", image, step, dataformats="HW"
+                        )
+
+
+def piano_roll_image(roll: torch.Tensor) -> np.ndarray:
+    """A [T, 88] 0/1 roll as a uint8 image [88, T]: black notes on white, high pitches on top."""
+    image = roll.detach().float().T.flip(0).clamp(0, 1)  # [88, T]
+    return (255 * (1 - image)).to(torch.uint8).numpy()
