@@ -1,6 +1,6 @@
 """``latentflow-train``: fit a model from a Hydra config, then evaluate it.
 
-    latentflow-train experiment=jsb/af_af_cpu
+    latentflow-train experiment=cpu/jsb/af_af
     latentflow-train experiment=ptb/af_af trainer=gpu
     latentflow-train -m prior=af_af,af_scf,iaf_scf transform=affine,nlsq debug=tiny
     latentflow-train experiment=ptb/af_af trainer=ddp trainer.devices=4 logger=wandb
