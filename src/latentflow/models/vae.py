@@ -20,7 +20,10 @@ LOG_2PI = math.log(2 * math.pi)
 
 def packed_lstm(lstm: nn.LSTM, inputs: Tensor, lengths: Tensor) -> Tensor:
     """Run a (Bi)LSTM on padded inputs [B, T, D] so padding never reaches a valid step."""
-    packed = pack_padded_sequence(inputs, lengths.cpu(), batch_first=True, enforce_sorted=False)
+    lengths_cpu = lengths.cpu()
+    if bool((lengths_cpu == inputs.shape[1]).all()):  # no padding: packing would only cost
+        return lstm(inputs)[0]
+    packed = pack_padded_sequence(inputs, lengths_cpu, batch_first=True, enforce_sorted=False)
     out, _ = lstm(packed)
     out, _ = pad_packed_sequence(out, batch_first=True, total_length=inputs.shape[1])
     return out  # [B, T, (2x) hidden]
