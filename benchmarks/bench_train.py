@@ -167,8 +167,10 @@ def spawn(spec: dict) -> dict:
 
 
 def plan(args) -> list[dict]:
-    sizes = ["cpu"] if args.quick else ["paper", "cpu"]
-    batches = [("median", 112), ("long", 250)]
+    sizes = args.sizes or (["cpu"] if args.quick else ["paper", "cpu"])
+    batches = [
+        b for b in [("median", 112), ("long", 250)] if b[0] in (args.batches or "median,long")
+    ]
     rows = []
     for size in sizes:
         steps = args.steps or (3 if size == "cpu" else 2)
@@ -237,6 +239,9 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--steps", type=int, default=None, help="timed steps per row")
     parser.add_argument("--root", default=None, help="data root (default: LATENTFLOW_DATA)")
+    parser.add_argument("--sizes", type=lambda v: v.split(","), help="paper,cpu (default both)")
+    parser.add_argument("--batches", default=None, help="median,long (default both)")
+    parser.add_argument("--no-eval", action="store_true", help="skip the IS-evaluation rows")
     parser.add_argument("--row", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.row:
