@@ -27,17 +27,9 @@ from latentflow.models.recurrent import lstm_step
 from latentflow.sample import generate, sample
 
 from .helpers import TINY, compose_config
+from .test_priors import PRIORS  # every row of Tables 1-2: (time flow, hidden flow, transform)
 
 H, MAXLEN = 3, 12
-PRIORS = {  # every row of Tables 1-2: (time flow, hidden flow, transform)
-    "af_af": ("af", "af", "nlsq"),
-    "af_scf": ("af", "scf", "nlsq"),
-    "iaf_scf": ("iaf", "scf", "nlsq"),
-    "af_only": ("none", "af", "nlsq"),
-    "ablation_no_nlsq": ("af", "af", "affine"),
-    "ablation_no_af_hidden": ("af", "elementwise", "nlsq"),
-    "ablation_no_af_hidden_no_nlsq": ("af", "elementwise", "affine"),
-}
 TINY_MODEL = {"embed_dim": 8, "hidden_dim": 8, "num_layers": 1, "latent_dim": H, "pos_dim": 2}
 
 
