@@ -190,7 +190,7 @@ def plan(args) -> list[dict]:
                         allocator="glibc-tuned",
                     )
                 )
-        for model in MODELS:
+        for model in () if args.no_eval else MODELS:
             rows.append(
                 dict(
                     mode="eval",
