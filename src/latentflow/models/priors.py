@@ -15,8 +15,6 @@ positions (t >= T_b) never enter any term and are zero in samples.
 
 from __future__ import annotations
 
-import math
-
 import torch
 from torch import Tensor, nn
 
@@ -247,5 +245,3 @@ def build_prior(
     cls = AFTimePrior if time_flow == "af" else IAFTimePrior
     return cls(**common, lstm_hidden=lstm_hidden, lstm_layers=lstm_layers, dropout=dropout)
 
-
-LOG_2PI = math.log(2 * math.pi)
