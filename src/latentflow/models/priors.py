@@ -244,4 +244,3 @@ def build_prior(
         return IndependentPrior(**common)
     cls = AFTimePrior if time_flow == "af" else IAFTimePrior
     return cls(**common, lstm_hidden=lstm_hidden, lstm_layers=lstm_layers, dropout=dropout)
-
