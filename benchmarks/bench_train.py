@@ -7,6 +7,11 @@ compared with the LSTM baseline row of the same size and batch measured in the s
 
     python benchmarks/bench_train.py            # paper sizes + CPU size, allocator comparison
     python benchmarks/bench_train.py --quick    # CPU size only, < 3 minutes
+    python benchmarks/bench_train.py --device cuda --sizes paper --precisions fp32,bf16
+    python benchmarks/bench_train.py --compile  # flow stacks through torch.compile
+
+On a GPU the floor is the dense matmul rate of the row's precision (fp32 or bf16 autocast),
+measured in the same run; allocator rows are CPU-only.
 
 Batches are real PTB training sentences of fixed composition (16 of the median length and 16
 of length 250) when the data root has them, else random tokens of those lengths.
@@ -15,6 +20,7 @@ of length 250) when the data root has them, else random tokens of those lengths.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import csv
 import json
 import os
@@ -73,6 +79,8 @@ def run_row(spec: dict) -> dict:
 
     torch.manual_seed(0)
     apply_runtime(spec["threads"], malloc=spec["allocator"] == "glibc-tuned")
+    device = torch.device(spec.get("device", "cpu"))
+    bf16 = spec.get("precision", "fp32") == "bf16"
     s = Sizes(**spec["sizes"])
     model_kind = "lstm" if spec["model"] == "lstm" else "flow"
     prior = None
@@ -99,30 +107,43 @@ def run_row(spec: dict) -> dict:
         "nlsq",
         {"kind": "text", "num_features": s.vocab, "max_length": 300},
     )
+    net = net.to(device)
+    if spec.get("compile") and model_kind == "flow":
+        from latentflow.models.factory import compile_flows
+
+        compile_flows(net)
     batch = make_batch(spec["length"], spec["batch"], s.vocab, spec.get("root"))
-    x, lengths = batch["x"], batch["lengths"]
+    x, lengths = batch["x"].to(device), batch["lengths"].to(device)
     samples = spec["samples"] if model_kind == "flow" else 1
+    autocast = torch.autocast(device.type, dtype=torch.bfloat16) if bf16 else None
+
+    def sync() -> float:
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        return time.perf_counter()
+
     times = []
     if spec["mode"] == "train":
         opt = torch.optim.Adam(net.parameters(), lr=1e-3)
         for i in range(spec["warmup"] + spec["steps"]):
-            start = time.perf_counter()
-            out = net.training_terms(x, lengths, samples, 1.0)
-            loss = -out["objective"].sum() / lengths.sum()
+            start = sync()
+            with autocast or contextlib.nullcontext():
+                out = net.training_terms(x, lengths, samples, 1.0)
+                loss = -out["objective"].sum() / lengths.sum()
             opt.zero_grad(set_to_none=True)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(net.parameters(), 0.25)
             opt.step()
             if i >= spec["warmup"]:
-                times.append(time.perf_counter() - start)
+                times.append(sync() - start)
     else:
         net.eval()
-        with torch.no_grad():
+        with torch.no_grad(), autocast or contextlib.nullcontext():
             for i in range(spec["warmup"] + spec["steps"]):
-                start = time.perf_counter()
+                start = sync()
                 net.evaluate(x, lengths, spec["samples"], spec["chunk"])
                 if i >= spec["warmup"]:
-                    times.append(time.perf_counter() - start)
+                    times.append(sync() - start)
     s_flow = replace(s, flow_layers=PRIORS.get(spec["model"], (0, 0, s.flow_layers))[2])
     tokens = int(lengths.sum())
     flops = step_flops(s_flow, spec["model"], tokens, samples, train=spec["mode"] == "train")
@@ -131,19 +152,35 @@ def run_row(spec: dict) -> dict:
         "tokens": tokens,
         "flops": flops,
         "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        "peak_gpu_mb": torch.cuda.max_memory_allocated(device) / 2**20
+        if device.type == "cuda"
+        else 0.0,
     }
 
 
 # ---------------------------------------------------------------------------- parent
-def matmul_rate(threads: int, n: int = 2048, repeats: int = 5) -> float:
-    """Dense fp32 matmul GFLOP/s on ``threads`` threads (median of ``repeats``)."""
+def matmul_rate(
+    threads: int, n: int = 2048, repeats: int = 5, device: str = "cpu", precision: str = "fp32"
+) -> float:
+    """Dense matmul GFLOP/s on ``threads`` threads or a GPU (median of ``repeats``), in fp32 or
+    under bf16 autocast (what the rows of that precision run)."""
     torch.set_num_threads(threads)
-    a, b = torch.randn(n, n), torch.randn(n, n)
+    if device != "cpu":
+        n, repeats = 8192, 20
+    a, b = torch.randn(n, n, device=device), torch.randn(n, n, device=device)
+    if precision == "bf16":
+        a, b = a.bfloat16(), b.bfloat16()
+    elif device != "cpu":
+        torch.backends.cuda.matmul.allow_tf32 = False  # the floor of true fp32
     a @ b
     times = []
     for _ in range(repeats):
+        if device != "cpu":
+            torch.cuda.synchronize()
         start = time.perf_counter()
         a @ b
+        if device != "cpu":
+            torch.cuda.synchronize()
         times.append(time.perf_counter() - start)
     return 2 * n**3 / statistics.median(times) / 1e9
 
@@ -172,8 +209,9 @@ def plan(args) -> list[dict]:
         b for b in [("median", 112), ("long", 250)] if b[0] in (args.batches or "median,long")
     ]
     rows = []
+    gpu = args.device != "cpu"
     for size in sizes:
-        steps = args.steps or (3 if size == "cpu" else 2)
+        steps = args.steps or (3 if size == "cpu" else 2) * (10 if gpu else 1)
         for bname, length in batches:
             for model in MODELS:
                 rows.append(
@@ -206,7 +244,7 @@ def plan(args) -> list[dict]:
                     allocator="glibc-tuned",
                 )
             )
-        if not args.quick or args.allocators:
+        if (not args.quick or args.allocators) and not gpu:
             allocators = ["glibc", "glibc-tuned"] + (
                 ["jemalloc"] if Path(JEMALLOC).exists() else []
             )
@@ -229,6 +267,12 @@ def plan(args) -> list[dict]:
                 )
     for r in rows:
         r.update(threads=args.threads, root=args.root, sizes=asdict(SIZES[r["size"]]))
+        r.update(device=args.device, precision="fp32", compile=args.compile)
+    # every row once per precision (the allocator rows: fp32 only)
+    extra = [p for p in args.precisions if p != "fp32"]
+    rows += [{**r, "precision": p} for p in extra for r in rows if r["allocator"] == "glibc-tuned"]
+    if "fp32" not in args.precisions:
+        rows = [r for r in rows if r["precision"] != "fp32"]
     return rows
 
 
@@ -242,14 +286,33 @@ def main() -> None:
     parser.add_argument("--sizes", type=lambda v: v.split(","), help="paper,cpu (default both)")
     parser.add_argument("--batches", default=None, help="median,long (default both)")
     parser.add_argument("--no-eval", action="store_true", help="skip the IS-evaluation rows")
+    parser.add_argument("--device", default="cpu", help="cpu or cuda")
+    parser.add_argument(
+        "--precisions",
+        type=lambda v: v.split(","),
+        default=["fp32"],
+        help="fp32,bf16 (bf16 = bf16 autocast, as trainer.precision=bf16-mixed)",
+    )
+    parser.add_argument("--compile", action="store_true", help="torch.compile the flow stacks")
     parser.add_argument("--row", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.row:
         print(json.dumps(run_row(json.loads(args.row))))
         return
 
-    rate = matmul_rate(args.threads)
-    print(f"dense fp32 matmul: {rate:.1f} GFLOP/s on {args.threads} threads")
+    bad = set(args.precisions) - {"fp32", "bf16"}
+    if bad or args.device not in ("cpu", "cuda"):
+        parser.error(
+            f"--precisions takes fp32,bf16 and --device cpu|cuda (got {bad or args.device})"
+        )
+    if args.device == "cuda" and not torch.cuda.is_available():
+        parser.error("--device cuda: no CUDA device visible to PyTorch")
+    rates = {
+        p: matmul_rate(args.threads, device=args.device, precision=p) for p in args.precisions
+    }
+    where = args.device if args.device != "cpu" else f"{args.threads} threads"
+    for p, rate in rates.items():
+        print(f"dense {p} matmul: {rate:.1f} GFLOP/s on {where}")
     results = []
     for spec in plan(args):
         out = spawn(spec)
@@ -264,8 +327,12 @@ def main() -> None:
                 "samples",
                 "allocator",
                 "threads",
+                "device",
+                "precision",
+                "compile",
             )
         }
+        rate = rates[spec["precision"]]
         row.update(out)
         row["chars_per_s"] = out["tokens"] / out["seconds"]
         row["gflops"] = out["flops"] / out["seconds"] / 1e9
@@ -274,7 +341,7 @@ def main() -> None:
         results.append(row)
         print(
             f"  {row['mode']:5s} {row['size']:5s} {row['batch_name']:6s} {row['model']:8s} "
-            f"{row['allocator']:11s} {row['seconds']:8.3f} s",
+            f"{row['allocator']:11s} {row['precision']:4s} {row['seconds']:8.3f} s",
             flush=True,
         )
     for row in results:  # every row against the LSTM row of the same run, size, batch, mode
@@ -286,16 +353,19 @@ def main() -> None:
             and r["size"] == row["size"]
             and r["batch_name"] == row["batch_name"]
             and r["allocator"] == "glibc-tuned"
+            and r["precision"] == row["precision"]
         )
         row["vs_lstm"] = row["seconds"] / base["seconds"]
     RESULTS.mkdir(parents=True, exist_ok=True)
     name = "train_quick.csv" if args.quick else "train.csv"
+    if args.device != "cpu":
+        name = name.replace("train", f"train_{args.device}")
     with open(RESULTS / name, "w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=list(results[0]))
         writer.writeheader()
         writer.writerows(results)
     header = (
-        f"{'mode':5s} {'size':5s} {'batch':6s} {'model':8s} {'allocator':11s} "
+        f"{'mode':5s} {'size':5s} {'batch':6s} {'model':8s} {'allocator':11s} {'prec':4s} "
         f"{'s/step':>8s} {'chars/s':>9s} {'GFLOP/s':>8s} {'floor':>6s} {'vs LSTM':>8s} "
         f"{'peak MB':>8s}"
     )
@@ -303,13 +373,14 @@ def main() -> None:
     for r in results:
         print(
             f"{r['mode']:5s} {r['size']:5s} {r['batch_name']:6s} {r['model']:8s} "
-            f"{r['allocator']:11s} {r['seconds']:8.3f} {r['chars_per_s']:9.0f} "
-            f"{r['gflops']:8.1f} {r['floor_fraction']:6.0%} {r['vs_lstm']:7.1f}x "
-            f"{r['peak_rss_mb']:8.0f}"
+            f"{r['allocator']:11s} {r['precision']:4s} {r['seconds']:8.3f} "
+            f"{r['chars_per_s']:9.0f} {r['gflops']:8.1f} {r['floor_fraction']:6.0%} "
+            f"{r['vs_lstm']:7.1f}x {r['peak_gpu_mb'] or r['peak_rss_mb']:8.0f}"
         )
     print(
-        f"\nwritten: {RESULTS / name} (threads={args.threads}; allocator per row; "
-        f"floor = analytic FLOPs / {rate:.0f} GFLOP/s)"
+        f"\nwritten: {RESULTS / name} ({where}; allocator per row; floor = analytic FLOPs / "
+        + ", ".join(f"{r:.0f} GFLOP/s ({p})" for p, r in rates.items())
+        + "; peak MB: GPU memory on a GPU, else RSS)"
     )
 
 

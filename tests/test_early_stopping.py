@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 import pytorch_lightning as pl
 import torch
 
@@ -53,8 +54,10 @@ def test_plain_early_stopping_cuts_the_run_at_min_epochs():
     assert trainer.current_epoch == 6  # stopped although val/nll was still improving
 
 
-def test_checks_start_after_annealing():
-    trainer = fit(EarlyStoppingAfter(start_epoch=6, monitor="val/nll", patience=2), 6)
+# Two batches per epoch: epoch 6's validation runs at global step 14 (step-based annealing).
+@pytest.mark.parametrize("start", [{"start_epoch": 6}, {"start_step": 14}])
+def test_checks_start_after_annealing(start):
+    trainer = fit(EarlyStoppingAfter(monitor="val/nll", patience=2, **start), 6)
     assert trainer.current_epoch == len(CURVE)  # ran to the end: always improving after 6
     callback = trainer.callbacks[0]
     assert abs(callback.best_score.item() - CURVE[-1]) < 1e-6

@@ -35,9 +35,11 @@ class Scripted(pl.LightningModule):
         return torch.utils.data.DataLoader(torch.zeros(1, 1), batch_size=1)
 
 
-def test_decays_after_plateau_only_after_annealing():
+# One batch per epoch: epoch 4's validation runs at global step 5 (step-based annealing).
+@pytest.mark.parametrize("start", [{"start_epoch": 4}, {"start_step": 5}])
+def test_decays_after_plateau_only_after_annealing(start):
     module = Scripted()
-    callback = PlateauLRDecay(patience=2, factor=0.25, start_epoch=4)
+    callback = PlateauLRDecay(patience=2, factor=0.25, **start)
     trainer = pl.Trainer(
         max_epochs=len(CURVE),
         callbacks=[callback],

@@ -64,3 +64,9 @@ def validate_train_config(cfg: Any) -> None:
         dropout = prior.get("dropout", 0.0)
         if not 0.0 <= dropout < 1.0:
             raise ConfigError(f"prior.dropout must lie in [0, 1), got {dropout}")
+    compile_cfg = cfg.get("compile") or {}
+    if compile_cfg.get("flows"):
+        import torch._dynamo
+
+        backends = torch._dynamo.list_backends(exclude_tags=())
+        _choice(compile_cfg.get("backend", "inductor"), "compile.backend", backends)

@@ -60,7 +60,7 @@ class AutoregressiveLayer(FlowLayer):
         )
 
     def forward(self, x: Tensor, context: Tensor | None = None) -> tuple[Tensor, Tensor]:
-        params = self.made(x, context)  # [..., H, P]
+        params = self.made(x, context).to(x.dtype)  # [..., H, P]; fp32 under bf16 autocast
         u, ld = self.transform(x, params)  # [..., H]
         return u, ld.sum(-1)
 
@@ -181,7 +181,8 @@ class CouplingLayer(FlowLayer):
 
     def _params(self, keep: Tensor, context: Tensor | None) -> Tensor:
         h = keep if context is None else torch.cat([keep, context], dim=-1)
-        return self.net(h).unflatten(-1, (-1, self.transform.num_params))  # [..., H2, P]
+        params = self.net(h).to(keep.dtype)  # the transform in fp32 under bf16 autocast
+        return params.unflatten(-1, (-1, self.transform.num_params))  # [..., H2, P]
 
     def forward(self, x: Tensor, context: Tensor | None = None) -> tuple[Tensor, Tensor]:
         keep, moved = self._split(x)
@@ -220,7 +221,7 @@ class ElementwiseLayer(FlowLayer):
         else:
             if context is None:
                 raise ValueError("this ElementwiseLayer was built with a context; pass one")
-            flat = self.net(context)
+            flat = self.net(context).to(x.dtype)  # fp32 under bf16 autocast
         return flat.unflatten(-1, (self.features, self.transform.num_params))
 
     def forward(self, x: Tensor, context: Tensor | None = None) -> tuple[Tensor, Tensor]:

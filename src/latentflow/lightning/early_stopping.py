@@ -7,7 +7,8 @@ from pytorch_lightning.callbacks import EarlyStopping
 
 
 class EarlyStoppingAfter(EarlyStopping):
-    """``EarlyStopping`` whose checks start at ``start_epoch``.
+    """``EarlyStopping`` whose checks start at ``start_epoch`` and ``start_step`` (optimizer
+    steps: the end of a step-based KL annealing).
 
     While the KL weight ramps up the validation NLL first rises, then falls. A plain
     ``EarlyStopping`` counts those epochs as "no improvement" and, because Lightning honours
@@ -16,11 +17,11 @@ class EarlyStoppingAfter(EarlyStopping):
     neither count towards patience nor set the best score.
     """
 
-    def __init__(self, start_epoch: int = 0, **kwargs) -> None:
+    def __init__(self, start_epoch: int = 0, start_step: int = 0, **kwargs) -> None:
         super().__init__(**kwargs)
-        self.start_epoch = start_epoch
+        self.start_epoch, self.start_step = start_epoch, start_step
 
     def _run_early_stopping_check(self, trainer: pl.Trainer) -> None:
-        if trainer.current_epoch < self.start_epoch:
+        if trainer.current_epoch < self.start_epoch or trainer.global_step < self.start_step:
             return
         super()._run_early_stopping_check(trainer)

@@ -11,7 +11,8 @@ from pytorch_lightning.callbacks import Callback
 
 class PlateauLRDecay(Callback):
     """Multiply every learning rate by ``factor`` when ``monitor`` has not improved for
-    ``patience`` validations, counting only from ``start_epoch`` (the end of KL annealing).
+    ``patience`` validations, counting only from ``start_epoch`` and ``start_step`` (the end of
+    KL annealing, in epochs or in optimizer steps).
 
     The reference code divides the LR by 4 on a plateau of 1 (PTB flows), 2 (music flows) or 4
     (baselines) epochs once annealing is done. Unlike it, Adam's moments are kept (it re-created
@@ -26,13 +27,14 @@ class PlateauLRDecay(Callback):
         patience: int = 2,
         start_epoch: int = 0,
         min_lr: float = 1e-6,
+        start_step: int = 0,
     ) -> None:
         if not 0.0 < factor < 1.0:
             raise ValueError(f"callbacks.lr_decay.factor must lie in (0, 1), got {factor}")
         if patience < 1:
             raise ValueError(f"callbacks.lr_decay.patience must be >= 1, got {patience}")
         self.monitor, self.factor, self.patience = monitor, factor, patience
-        self.start_epoch, self.min_lr = start_epoch, min_lr
+        self.start_epoch, self.start_step, self.min_lr = start_epoch, start_step, min_lr
         self.best = math.inf
         self.bad = 0
         self.decays = 0
@@ -40,7 +42,7 @@ class PlateauLRDecay(Callback):
     def on_validation_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         if trainer.sanity_checking or trainer.state.fn != "fit":
             return
-        if trainer.current_epoch < self.start_epoch:
+        if trainer.current_epoch < self.start_epoch or trainer.global_step < self.start_step:
             return
         value = trainer.callback_metrics.get(self.monitor)
         if value is None:

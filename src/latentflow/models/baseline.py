@@ -53,7 +53,8 @@ class LSTMLanguageModel(nn.Module):
 
     def _logits(self, inputs: Tensor, state=None):
         out, state = self.lstm(self.dropout(inputs), state)
-        return self.out(self.to_features(self.dropout(out))), state
+        logits = self.out(self.to_features(self.dropout(out)))
+        return logits.to(self.out.weight.dtype), state  # fp32 log-probabilities under autocast
 
     def log_prob(self, x: Tensor, lengths: Tensor) -> Tensor:
         """log p(x | T) per sequence: [B] (teacher-forced, one LSTM call)."""

@@ -8,6 +8,7 @@ import torch
 from torch import nn
 
 from latentflow.data.lengths import LengthDistribution
+from latentflow.flows import FlowStack
 from latentflow.models.baseline import LSTMLanguageModel
 from latentflow.models.priors import build_prior
 from latentflow.models.vae import LatentFlowModel
@@ -59,3 +60,21 @@ def build_model(
         dropout=prior.get("dropout", 0.2),
     )
     return LatentFlowModel(p, **common)
+
+
+def compile_flows(
+    model: nn.Module, backend: str = "inductor", mode: str | None = None
+) -> list[str]:
+    """``torch.compile`` every outermost flow stack of ``model`` in place; returns their names.
+
+    ``nn.Module.compile`` wraps the module's call, so parameter names, checkpoints and
+    ``inverse`` (sampling) are unchanged; the density passes of training and evaluation run
+    compiled. The LSTMs are left alone: Dynamo does not compile ``nn.LSTM`` (it falls back to
+    eager), so compiling the whole model would only add start-up time.
+    """
+    names = []
+    for name, module in model.named_modules():
+        if isinstance(module, FlowStack) and not any(name.startswith(n + ".") for n in names):
+            module.compile(backend=backend, mode=mode)
+            names.append(name)
+    return names

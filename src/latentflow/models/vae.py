@@ -87,7 +87,10 @@ class LatentFlowModel(nn.Module):
         """Mean and log-variance of q(z_t | x): each [B, T, H]."""
         emb = self.embed(x) if self.text else self.embed_music(x)  # [B, T, E]
         h = torch.cat([emb, self.enc_pos(lengths, x.shape[1])], -1)
-        mu, logvar = self.to_q(packed_lstm(self.encoder, h, lengths)).chunk(2, -1)
+        q = self.to_q(packed_lstm(self.encoder, h, lengths))  # [B, T, 2H]
+        # Under bf16 autocast the layers return bf16: the sampling of z, log q and everything
+        # downstream of the networks stays in the parameters' dtype (fp32).
+        mu, logvar = q.to(self.to_q.weight.dtype).chunk(2, -1)
         return mu, logvar
 
     def decode(self, z: Tensor, lengths: Tensor) -> Tensor:
@@ -95,7 +98,8 @@ class LatentFlowModel(nn.Module):
         h = packed_lstm(
             self.decoder, torch.cat([z, self.dec_pos(lengths, z.shape[1])], -1), lengths
         )
-        return self.out(self.to_features(torch.cat([h, z], -1)))
+        logits = self.out(self.to_features(torch.cat([h, z.to(h.dtype)], -1)))
+        return logits.to(self.out.weight.dtype)  # fp32 log-probabilities under autocast
 
     def _joint_terms(
         self, x: Tensor, lengths: Tensor, mu: Tensor, logvar: Tensor, n: int
