@@ -210,10 +210,11 @@ def plan(args) -> list[dict]:
     ]
     rows = []
     gpu = args.device != "cpu"
+    models = ["lstm"] + [m for m in args.models or MODELS if m != "lstm"]  # the ratios' base
     for size in sizes:
         steps = args.steps or (3 if size == "cpu" else 2) * (10 if gpu else 1)
         for bname, length in batches:
-            for model in MODELS:
+            for model in models:
                 rows.append(
                     dict(
                         mode="train",
@@ -228,7 +229,7 @@ def plan(args) -> list[dict]:
                         allocator="glibc-tuned",
                     )
                 )
-        for model in () if args.no_eval else MODELS:
+        for model in () if args.no_eval else models:
             rows.append(
                 dict(
                     mode="eval",
@@ -293,6 +294,9 @@ def main() -> None:
         default=["fp32"],
         help="fp32,bf16 (bf16 = bf16 autocast, as trainer.precision=bf16-mixed)",
     )
+    parser.add_argument(
+        "--models", type=lambda v: v.split(","), help="af_af,af_scf,iaf_scf (LSTM always)"
+    )
     parser.add_argument("--compile", action="store_true", help="torch.compile the flow stacks")
     parser.add_argument("--row", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -301,9 +305,11 @@ def main() -> None:
         return
 
     bad = set(args.precisions) - {"fp32", "bf16"}
+    bad |= set(args.models or ()) - set(MODELS)
     if bad or args.device not in ("cpu", "cuda"):
         parser.error(
-            f"--precisions takes fp32,bf16 and --device cpu|cuda (got {bad or args.device})"
+            f"--precisions takes fp32,bf16, --models {','.join(MODELS[1:])}, --device cpu|cuda "
+            f"(got {sorted(bad) or args.device})"
         )
     if args.device == "cuda" and not torch.cuda.is_available():
         parser.error("--device cuda: no CUDA device visible to PyTorch")
