@@ -34,9 +34,9 @@ def main() -> None:
         print(f"\n### {dataset}\n")
         print(
             f"| experiment | test NLL ({unit}, paper conv.) | ± s.e. | test NLL (cond.) | "
-            f"recon | KL | val NLL | epochs | train time | paper (full size) |"
+            f"recon | KL | val NLL | epochs | steps | train time | paper (full size) |"
         )
-        print("|---|---|---|---|---|---|---|---|---|---|")
+        print("|---|---|---|---|---|---|---|---|---|---|---|")
         for _, p in sorted(rows, key=lambda r: r[1]["test"].get("nll", 1e9)):
             t, v = p["test"], p.get("val", {})
             scale = 1 / 0.6931471805599453 if text else 1.0
@@ -50,6 +50,7 @@ def main() -> None:
                 fmt(t.get("kl", 0) * scale),
                 fmt(v.get("nll")),
                 str(p.get("epochs")),
+                str(p.get("global_step")),
                 f"{p.get('train_time_s', 0) / 60:.1f} min",
                 fmt(paper, 2),
             ]

@@ -7,26 +7,14 @@ import math
 
 import torch
 from torch import Tensor, nn
-from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 from latentflow.models.emission import emission_log_prob, emission_sample
 from latentflow.models.objectives import importance_sampled_log_likelihood
 from latentflow.models.position import LengthConditioning, sequence_mask
 from latentflow.models.priors import SequencePrior
-from latentflow.models.recurrent import native_rnn
+from latentflow.models.recurrent import bidirectional_lstm, native_rnn
 
 LOG_2PI = math.log(2 * math.pi)
-
-
-def packed_lstm(lstm: nn.LSTM, inputs: Tensor, lengths: Tensor) -> Tensor:
-    """Run a (Bi)LSTM on padded inputs [B, T, D] so padding never reaches a valid step."""
-    lengths_cpu = lengths.cpu()
-    if bool((lengths_cpu == inputs.shape[1]).all()):  # no padding: packing would only cost
-        return lstm(inputs)[0]
-    packed = pack_padded_sequence(inputs, lengths_cpu, batch_first=True, enforce_sorted=False)
-    out, _ = lstm(packed)
-    out, _ = pad_packed_sequence(out, batch_first=True, total_length=inputs.shape[1])
-    return out  # [B, T, (2x) hidden]
 
 
 def repeat_batch(x: Tensor, n: int) -> Tensor:
@@ -87,7 +75,7 @@ class LatentFlowModel(nn.Module):
         """Mean and log-variance of q(z_t | x): each [B, T, H]."""
         emb = self.embed(x) if self.text else self.embed_music(x)  # [B, T, E]
         h = torch.cat([emb, self.enc_pos(lengths, x.shape[1])], -1)
-        q = self.to_q(packed_lstm(self.encoder, h, lengths))  # [B, T, 2H]
+        q = self.to_q(bidirectional_lstm(self.encoder, h, lengths))  # [B, T, 2H]
         # Under bf16 autocast the layers return bf16: the sampling of z, log q and everything
         # downstream of the networks stays in the parameters' dtype (fp32).
         mu, logvar = q.to(self.to_q.weight.dtype).chunk(2, -1)
@@ -95,7 +83,7 @@ class LatentFlowModel(nn.Module):
 
     def decode(self, z: Tensor, lengths: Tensor) -> Tensor:
         """Emission logits [B, T, V | 88] given the whole latent sequence."""
-        h = packed_lstm(
+        h = bidirectional_lstm(
             self.decoder, torch.cat([z, self.dec_pos(lengths, z.shape[1])], -1), lengths
         )
         logits = self.out(self.to_features(torch.cat([h, z.to(h.dtype)], -1)))
