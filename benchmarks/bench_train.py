@@ -13,8 +13,9 @@ compared with the LSTM baseline row of the same size and batch measured in the s
 On a GPU the floor is the dense matmul rate of the row's precision (fp32 or bf16 autocast),
 measured in the same run; allocator rows are CPU-only.
 
-Batches are real PTB training sentences of fixed composition (16 of the median length and 16
-of length 250) when the data root has them, else random tokens of those lengths.
+Batches are real PTB training sentences of fixed composition (16 of the median length 112, 16
+of lengths 104-119 as a length-bucketed training batch has them, and 16 of length 250) when
+the data root has them, else random tokens of those lengths.
 """
 
 from __future__ import annotations
@@ -49,9 +50,22 @@ ELBO_SAMPLES = {"paper": 10, "cpu": 3}
 
 
 # ---------------------------------------------------------------------------- child: one row
-def make_batch(length: int, count: int, vocab: int, root: str | None) -> dict[str, torch.Tensor]:
+def make_batch(
+    length: int, count: int, vocab: int, root: str | None, mixed: bool = False
+) -> dict[str, torch.Tensor]:
     """``count`` real PTB train sentences of exactly ``length`` characters (nearest if short
-    of them), else random tokens."""
+    of them), else random tokens. ``mixed``: one sentence per length in
+    ``length - count // 2 ... length + count // 2 - 1``, as a length-bucketed training batch
+    is (padding, and the masking it needs, then cost what they cost in training)."""
+    if mixed:
+        parts = [
+            make_batch(length - count // 2 + i, 1, vocab, root) for i in range(count)
+        ]  # one sentence of each length
+        T = max(int(p["lengths"].max()) for p in parts)
+        x = torch.zeros(count, T, dtype=torch.long)
+        for i, p in enumerate(parts):
+            x[i, : p["x"].shape[1]] = p["x"][0]
+        return {"x": x, "lengths": torch.cat([p["lengths"] for p in parts])}
     rows = []
     path = Path(root or os.environ.get("LATENTFLOW_DATA", "data")) / "ptb" / "ptb.char.train.txt"
     if path.exists():
@@ -112,7 +126,8 @@ def run_row(spec: dict) -> dict:
         from latentflow.models.factory import compile_flows
 
         compile_flows(net)
-    batch = make_batch(spec["length"], spec["batch"], s.vocab, spec.get("root"))
+    mixed = spec["batch_name"] == "mixed"
+    batch = make_batch(spec["length"], spec["batch"], s.vocab, spec.get("root"), mixed)
     x, lengths = batch["x"].to(device), batch["lengths"].to(device)
     samples = spec["samples"] if model_kind == "flow" else 1
     autocast = torch.autocast(device.type, dtype=torch.bfloat16) if bf16 else None
@@ -206,7 +221,9 @@ def spawn(spec: dict) -> dict:
 def plan(args) -> list[dict]:
     sizes = args.sizes or (["cpu"] if args.quick else ["paper", "cpu"])
     batches = [
-        b for b in [("median", 112), ("long", 250)] if b[0] in (args.batches or "median,long")
+        b
+        for b in [("median", 112), ("mixed", 112), ("long", 250)]
+        if b[0] in (args.batches or "median,mixed,long")
     ]
     rows = []
     gpu = args.device != "cpu"
@@ -285,7 +302,7 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=None, help="timed steps per row")
     parser.add_argument("--root", default=None, help="data root (default: LATENTFLOW_DATA)")
     parser.add_argument("--sizes", type=lambda v: v.split(","), help="paper,cpu (default both)")
-    parser.add_argument("--batches", default=None, help="median,long (default both)")
+    parser.add_argument("--batches", default=None, help="median,mixed,long (default all three)")
     parser.add_argument("--no-eval", action="store_true", help="skip the IS-evaluation rows")
     parser.add_argument("--device", default="cpu", help="cpu or cuda")
     parser.add_argument(
