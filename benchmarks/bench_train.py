@@ -262,7 +262,7 @@ def plan(args) -> list[dict]:
                     allocator="glibc-tuned",
                 )
             )
-        if (not args.quick or args.allocators) and not gpu:
+        if (not args.quick or args.allocators) and not gpu and ("long", 250) in batches:
             allocators = ["glibc", "glibc-tuned"] + (
                 ["jemalloc"] if Path(JEMALLOC).exists() else []
             )
@@ -369,16 +369,19 @@ def main() -> None:
         )
     for row in results:  # every row against the LSTM row of the same run, size, batch, mode
         base = next(
-            r
-            for r in results
-            if r["model"] == "lstm"
-            and r["mode"] == row["mode"]
-            and r["size"] == row["size"]
-            and r["batch_name"] == row["batch_name"]
-            and r["allocator"] == "glibc-tuned"
-            and r["precision"] == row["precision"]
-        )
-        row["vs_lstm"] = row["seconds"] / base["seconds"]
+            (
+                r
+                for r in results
+                if r["model"] == "lstm"
+                and r["mode"] == row["mode"]
+                and r["size"] == row["size"]
+                and r["batch_name"] == row["batch_name"]
+                and r["allocator"] == "glibc-tuned"
+                and r["precision"] == row["precision"]
+            ),
+            None,
+        )  # none when that batch ran only for the allocator rows
+        row["vs_lstm"] = row["seconds"] / base["seconds"] if base else float("nan")
     RESULTS.mkdir(parents=True, exist_ok=True)
     name = "train_quick.csv" if args.quick else "train.csv"
     if args.device != "cpu":
