@@ -220,12 +220,9 @@ def train(cfg: DictConfig) -> tuple[float | None, dict[str, Any]]:
     if compile_cfg.get("flows") and cfg.model.kind == "flow":
         from latentflow.models.factory import compile_flows
 
-        names = compile_flows(
-            module.net, compile_cfg.get("backend", "inductor"), compile_cfg.get("mode")
-        )
-        log.info(
-            "torch.compile (%s): %s", compile_cfg.get("backend", "inductor"), ", ".join(names)
-        )
+        backend = compile_cfg.get("backend", "inductor")
+        names = compile_flows(module.net, backend, compile_cfg.get("mode"))
+        log.info("torch.compile (%s): %s", backend, ", ".join(names))
     n_params = sum(p.numel() for p in module.parameters())
     log.info("model: %s, %.2fM parameters", cfg.model.kind, n_params / 1e6)
 

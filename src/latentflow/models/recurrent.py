@@ -17,6 +17,8 @@ import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
+from latentflow.models.position import sequence_mask
+
 LSTMState = list[tuple[Tensor, Tensor]]  # (h, c) per layer, each [B, hidden]
 
 
@@ -42,18 +44,18 @@ def bidirectional_lstm(lstm: nn.LSTM, inputs: Tensor, lengths: Tensor) -> Tensor
     if not lstm.bidirectional or not lstm.batch_first or lstm.proj_size:
         raise ValueError("bidirectional_lstm needs a bidirectional, batch-first LSTM")
     B, T = inputs.shape[:2]
-    mask = (torch.arange(T, device=inputs.device) < lengths[:, None])[..., None]  # [B, T, 1]
     if bool((lengths == T).all()):
         return lstm(inputs)[0]  # no padding: one call
+    mask = sequence_mask(lengths, T)[..., None]  # [B, T, 1]
     index = reverse_within_length(lengths, T)[..., None]  # [B, T, 1]
     zeros = inputs.new_zeros(1, B, lstm.hidden_size)
+    names = ("weight_ih", "weight_hh") + (("bias_ih", "bias_hh") if lstm.bias else ())
     h = inputs.masked_fill(~mask, 0.0)  # whatever sits in the padding (even inf) stays there
     for layer in range(lstm.num_layers):
         if layer and lstm.dropout and lstm.training:
             h = F.dropout(h, lstm.dropout, training=True)
         outs = []
         for suffix in ("", "_reverse"):
-            names = ("weight_ih", "weight_hh") + (("bias_ih", "bias_hh") if lstm.bias else ())
             weights = [getattr(lstm, f"{name}_l{layer}{suffix}") for name in names]
             x = h if not suffix else h.gather(1, index.expand_as(h))  # [B, T, D]
             out = torch.lstm(
