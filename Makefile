@@ -53,7 +53,9 @@ bench-data: install
 	$(PY) benchmarks/bench_data.py
 
 # Every CPU-scale recipe of docs/results.md, one after the other (hours; not in CI).
-CPU_EXPERIMENTS := $(patsubst conf/experiment/%.yaml,%,$(sort $(wildcard conf/experiment/cpu/*/*.yaml)))
+# every recipe under conf/experiment/cpu but the shared parts (files named _*.yaml)
+CPU_RECIPES := $(foreach f,$(wildcard conf/experiment/cpu/*/*.yaml),$(if $(filter _%,$(notdir $(f))),,$(f)))
+CPU_EXPERIMENTS := $(patsubst conf/experiment/%.yaml,%,$(sort $(CPU_RECIPES)))
 reproduce-cpu: install
 	for e in $(CPU_EXPERIMENTS); do \
 	  $(VENV)/bin/latentflow-train experiment=$$e paths.log_dir=outputs/reproduce-cpu/$$e $(ARGS) || exit 1; \

@@ -17,6 +17,7 @@ from .helpers import compose_config
 EXPERIMENTS = sorted(
     str(p.relative_to(Path(CONF_DIR) / "experiment").with_suffix(""))
     for p in (Path(CONF_DIR) / "experiment").rglob("*.yaml")
+    if not p.name.startswith("_")  # parts shared by the recipes of a folder, not rows
 )
 
 
@@ -37,6 +38,29 @@ def test_there_is_a_recipe_for_every_paper_row():
     for ds in ("nottingham", "piano_midi", "muse_data", "jsb"):
         expected |= {f"{ds}/{n}" for n in ("lstm", "af_af", "af_scf", "iaf_scf")}
     assert expected <= set(EXPERIMENTS)
+
+
+def test_cpu_ptb_rows_share_one_budget(tmp_path):
+    """The PTB rows at CPU width compare models on the same budget (docs/results.md): they take
+    it from cpu/ptb/_budget.yaml and _flow.yaml, and differ only where the model does."""
+    shared = ("data", "trainer", "eval", "runtime")
+    cfgs = {
+        row: compose_config("train", [f"experiment=cpu/ptb/{row}"], tmp_path)
+        for row in ("lstm", "af_af", "iaf_scf", "ablation_no_nlsq")
+    }
+    assert cfgs["af_af"].trainer.max_time == "00:00:08:00"
+    for row, cfg in cfgs.items():
+        for key in shared:
+            a, b = dict(cfg[key]), dict(cfgs["af_af"][key])
+            if row == "lstm" and key == "trainer":  # validates 10x less often: 10x more steps
+                assert a.pop("val_check_interval") == 10 * b.pop("val_check_interval")
+            assert a == b, (row, key)
+        assert cfg.experiment_name == f"cpu/ptb/{row}" and cfg.seed == 0
+    for row in ("af_af", "iaf_scf", "ablation_no_nlsq"):
+        assert cfgs[row].anneal == cfgs["af_af"].anneal
+        assert cfgs[row].callbacks == cfgs["af_af"].callbacks
+    assert cfgs["iaf_scf"].prior.time_flow == "iaf"
+    assert cfgs["ablation_no_nlsq"].prior != cfgs["af_af"].prior
 
 
 @pytest.mark.parametrize("experiment", EXPERIMENTS)
