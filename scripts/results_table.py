@@ -1,6 +1,9 @@
 """Collect metrics.json files under run directories into Markdown tables (docs/results.md).
 
 python scripts/results_table.py outputs/reproduce-cpu
+
+Runs of ``latentflow-train`` and of ``latentflow-eval`` (a re-evaluation, e.g. at another S)
+alike; a re-evaluation has no training columns ("—").
 """
 
 from __future__ import annotations
@@ -49,9 +52,9 @@ def main() -> None:
                 fmt(t.get("recon", 0) * scale),
                 fmt(t.get("kl", 0) * scale),
                 fmt(v.get("nll")),
-                str(p.get("epochs")),
-                str(p.get("global_step")),
-                f"{p.get('train_time_s', 0) / 60:.1f} min",
+                str(p.get("epochs", "—")),
+                str(p.get("global_step", "—")),
+                f"{p['train_time_s'] / 60:.1f} min" if "train_time_s" in p else "—",
                 fmt(paper, 2),
             ]
             print("| " + " | ".join(cells) + " |")

@@ -52,6 +52,7 @@ def test_train_then_eval_reproduces_metrics(experiment, unit, tmp_path, real_dat
         assert f"nll_paper_{unit}_stderr" in m and m["num_sequences"] > 0
     assert metrics["paper"], "the paper's number travels with the run"
     again = run_eval(tmp_path, real_data_root, best)
+    assert again["experiment"] == metrics["experiment"] and again["paper"] == metrics["paper"]
     for split in ("val", "test"):
         for key, value in metrics[split].items():
             assert again[split][key] == pytest.approx(value, rel=1e-9, abs=1e-12), (split, key)

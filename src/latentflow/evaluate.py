@@ -76,8 +76,11 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
     if bad:
         raise ConfigError(f"splits must be a subset of [val, test], got {bad}")
     metrics = evaluate_best(trainer, module, datamodule, None, cfg.seed, splits)
+    run_config = module.hparams.get("run_config") or {}  # the training run's config
     payload = {
         "checkpoint": str(cfg.ckpt_path),
+        "experiment": run_config.get("experiment_name"),  # so scripts/results_table.py lists it
+        "paper": run_config.get("paper") or {},
         "eval_samples": module.eval_samples,
         "seed": cfg.seed,
         **metrics,
