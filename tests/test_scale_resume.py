@@ -126,11 +126,16 @@ def test_sigterm_mid_epoch_then_resume_matches_an_uninterrupted_run(
     assert ckpt["global_step"] == 7 and ckpt[POSITION_KEY] == {"epoch": 1, "batches": 2}
     before = read_steps(trace)
     assert len(before) == 7
+    first_part = ckpt["callbacks"]["Timer"]["time_elapsed"]["train"]
+    assert first_part > 0
 
     payload = resume(run, trace, real_data_root)
     # No batch lost or repeated; the KL weight, counters and data order continue exactly.
     assert read_steps(trace) == reference["steps"]
     assert_same_end(run, payload, reference)
+    # The reported training time covers both processes, not only the resumed one.
+    both_parts = load(run / "checkpoints" / "last.ckpt")["callbacks"]["Timer"]["time_elapsed"]
+    assert payload["train_time_s"] >= both_parts["train"] > first_part
 
 
 @pytest.mark.slow

@@ -25,7 +25,6 @@ import math
 import netrc
 import os
 import sys
-import time
 import warnings
 from pathlib import Path
 from typing import Any
@@ -33,6 +32,7 @@ from typing import Any
 import hydra
 import pytorch_lightning as pl
 from omegaconf import DictConfig, OmegaConf, open_dict
+from pytorch_lightning.callbacks import Timer
 from pytorch_lightning.utilities.exceptions import SIGTERMException
 from pytorch_lightning.utilities.rank_zero import rank_zero_only
 
@@ -229,6 +229,8 @@ def train(cfg: DictConfig) -> tuple[float | None, dict[str, Any]]:
     from latentflow.lightning.callbacks import ResumeDataOrder
 
     callbacks = [*instantiate_dict(cfg.get("callbacks")), ResumeDataOrder()]
+    if cfg.trainer.get("max_time") is None and not any(isinstance(c, Timer) for c in callbacks):
+        callbacks.append(Timer())  # training time, kept in checkpoints across resumes
     trainer: pl.Trainer | None = None
     try:
         trainer = hydra.utils.instantiate(
@@ -247,9 +249,10 @@ def train(cfg: DictConfig) -> tuple[float | None, dict[str, Any]]:
             log.info("resuming from %s", ckpt_path)
             # Resuming into its own run directory: the checkpoints there are expected.
             warnings.filterwarnings("ignore", message=r"Checkpoint directory .* is not empty")
-        start = time.time()
         trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path)
-        train_time = time.time() - start
+        # Over every process of a resumed run, up to its last checkpoint before this one.
+        timer = next(c for c in trainer.callbacks if isinstance(c, Timer))
+        train_time = timer.time_elapsed("train")
 
         best = getattr(trainer.checkpoint_callback, "best_model_path", "") or None
         splits = ["val", "test"] if cfg.get("test", True) else ["val"]
