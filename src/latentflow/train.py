@@ -25,6 +25,7 @@ import math
 import netrc
 import os
 import sys
+import time
 import warnings
 from pathlib import Path
 from typing import Any
@@ -249,10 +250,13 @@ def train(cfg: DictConfig) -> tuple[float | None, dict[str, Any]]:
             log.info("resuming from %s", ckpt_path)
             # Resuming into its own run directory: the checkpoints there are expected.
             warnings.filterwarnings("ignore", message=r"Checkpoint directory .* is not empty")
+        start = time.time()
         trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path)
-        # Over every process of a resumed run, up to its last checkpoint before this one.
+        # Over every process of a resumed run, up to its last checkpoint before this one; this
+        # process's wall clock where the fit ran elsewhere (spawned ranks keep their Timer).
         timer = next(c for c in trainer.callbacks if isinstance(c, Timer))
-        train_time = timer.time_elapsed("train")
+        ran_here = timer.start_time("train") is not None
+        train_time = timer.time_elapsed("train") if ran_here else time.time() - start
 
         best = getattr(trainer.checkpoint_callback, "best_model_path", "") or None
         splits = ["val", "test"] if cfg.get("test", True) else ["val"]
