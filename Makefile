@@ -9,6 +9,7 @@ TORCH_SPEC ?= torch==2.13.0
 export LATENTFLOW_DATA ?= $(CURDIR)/data
 EXPERIMENT ?= cpu/jsb/af_af
 ARGS ?=
+CONF := src/latentflow/conf
 
 .PHONY: install test test-fast lint format train bench bench-quick bench-sample bench-data \
 	reproduce-cpu clean
@@ -54,8 +55,8 @@ bench-data: install
 
 # Every CPU-scale recipe of docs/results.md, one after the other (hours; not in CI).
 # every recipe under conf/experiment/cpu but the shared parts (files named _*.yaml)
-CPU_RECIPES := $(foreach f,$(wildcard conf/experiment/cpu/*/*.yaml),$(if $(filter _%,$(notdir $(f))),,$(f)))
-CPU_EXPERIMENTS := $(patsubst conf/experiment/%.yaml,%,$(sort $(CPU_RECIPES)))
+CPU_RECIPES := $(foreach f,$(wildcard $(CONF)/experiment/cpu/*/*.yaml),$(if $(filter _%,$(notdir $(f))),,$(f)))
+CPU_EXPERIMENTS := $(patsubst $(CONF)/experiment/%.yaml,%,$(sort $(CPU_RECIPES)))
 reproduce-cpu: install
 	for e in $(CPU_EXPERIMENTS); do \
 	  $(VENV)/bin/latentflow-train experiment=$$e paths.log_dir=outputs/reproduce-cpu/$$e $(ARGS) || exit 1; \

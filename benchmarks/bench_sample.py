@@ -32,23 +32,20 @@ from pathlib import Path
 import torch
 
 from latentflow.models.emission import emission_sample
-from latentflow.models.factory import build_model
 from latentflow.models.recurrent import native_rnn
+from latentflow.run import build_recipe_net
 
 RESULTS = Path(__file__).resolve().parent / "results"
 JEMALLOC = Path("/usr/lib/x86_64-linux-gnu/libjemalloc.so.2")
 CHILD_ENV = "LATENTFLOW_BENCH_CHILD"
 
-# (name, model settings, prior settings): the paper's rows, at its sizes.
+# name -> the config overrides of that row (the paper's sizes: the recipes' defaults)
 MODELS = {
-    "iaf_scf": (
-        {"kind": "flow"},
-        {"time_flow": "iaf", "hidden_flow": "scf", "num_flow_layers": 3},
-    ),
-    "af_scf": ({"kind": "flow"}, {"time_flow": "af", "hidden_flow": "scf", "num_flow_layers": 5}),
-    "af_af": ({"kind": "flow"}, {"time_flow": "af", "hidden_flow": "af", "num_flow_layers": 5}),
-    "lstm": ({"kind": "lstm", "dropout": 0.1}, None),
-    "lstm_nnlstm": ({"kind": "lstm", "dropout": 0.1}, None),
+    "iaf_scf": ["prior=iaf_scf"],
+    "af_scf": ["prior=af_scf"],
+    "af_af": ["prior=af_af"],
+    "lstm": ["model=lstm"],
+    "lstm_nnlstm": ["model=lstm"],
 }
 LABELS = {
     "iaf_scf": "IAF/SCF",
@@ -79,7 +76,6 @@ REFERENCE_T200 = {
     "lstm_nnlstm": 0.67,
 }
 TARGETS_T200 = {"iaf_scf": 0.040, "af_scf": 0.5, "af_af": 5.0, "lstm": 0.67}
-TINY_SIZES = {"embed_dim": 8, "hidden_dim": 8, "num_layers": 1, "latent_dim": 4, "pos_dim": 2}
 
 
 def allocator() -> str:
@@ -111,11 +107,8 @@ def reexec_with_jemalloc(argv: list[str]) -> int | None:
 
 def build(name: str, task: str, tiny: bool) -> torch.nn.Module:
     torch.manual_seed(0)
-    model_cfg, prior_cfg = MODELS[name]
-    model_cfg = {**model_cfg, **(TINY_SIZES if tiny else {})}
-    if tiny and prior_cfg is not None:
-        prior_cfg = {**prior_cfg, "flow_hidden": 8, "num_flow_layers": 2}
-    return build_model(model_cfg, prior_cfg, "nlsq", TASKS[task]).eval()
+    overrides = MODELS[name] + (["debug=tiny"] if tiny else [])
+    return build_recipe_net(overrides, TASKS[task]).eval()
 
 
 def sample_nn_lstm_per_step(

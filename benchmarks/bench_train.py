@@ -41,7 +41,6 @@ from flops import Sizes, step_flops  # noqa: E402
 RESULTS = Path(__file__).resolve().parent / "results"
 JEMALLOC = "/usr/lib/x86_64-linux-gnu/libjemalloc.so.2"
 MODELS = ("lstm", "af_af", "af_scf", "iaf_scf")
-PRIORS = {"af_af": ("af", "af", 5), "af_scf": ("af", "scf", 5), "iaf_scf": ("iaf", "scf", 3)}
 SIZES = {
     "paper": Sizes(),
     "cpu": Sizes(embed=128, hidden=128, latent=16, pos=16, flow_hidden=64),
@@ -88,7 +87,7 @@ def make_batch(
 
 
 def run_row(spec: dict) -> dict:
-    from latentflow.models.factory import build_model
+    from latentflow.run import build_recipe_net
     from latentflow.runtime import apply_runtime
 
     torch.manual_seed(0)
@@ -97,33 +96,22 @@ def run_row(spec: dict) -> dict:
     bf16 = spec.get("precision", "fp32") == "bf16"
     s = Sizes(**spec["sizes"])
     model_kind = "lstm" if spec["model"] == "lstm" else "flow"
-    prior = None
-    if model_kind == "flow":
-        tf, hf, nl = PRIORS[spec["model"]]
-        prior = {
-            "time_flow": tf,
-            "hidden_flow": hf,
-            "num_flow_layers": nl,
-            "flow_hidden": s.flow_hidden,
-            "dropout": 0.0,
-        }
-    net = build_model(
-        {
-            "kind": model_kind,
-            "embed_dim": s.embed,
-            "hidden_dim": s.hidden,
-            "num_layers": s.layers,
-            "latent_dim": s.latent,
-            "pos_dim": s.pos,
-            "dropout": 0.0,
-        },
-        prior,
-        "nlsq",
-        {"kind": "text", "num_features": s.vocab, "max_length": 300},
-    )
+    sizes = [
+        f"model.embed_dim={s.embed}",
+        f"model.hidden_dim={s.hidden}",
+        f"model.num_layers={s.layers}",
+        f"model.pos_dim={s.pos}",
+    ]
+    if model_kind == "lstm":
+        overrides = ["model=lstm", *sizes, "model.dropout=0.0"]
+    else:
+        overrides = [f"prior={spec['model']}", *sizes, f"prior.latent_dim={s.latent}"]
+        overrides += [f"prior.flow.hidden_features={s.flow_hidden}", "prior.conditioner.dropout=0"]
+    data = {"kind": "text", "num_features": s.vocab, "max_length": 300}
+    net = build_recipe_net(overrides, data)
     net = net.to(device)
     if spec.get("compile") and model_kind == "flow":
-        from latentflow.models.factory import compile_flows
+        from latentflow.models.compile import compile_flows
 
         compile_flows(net)
     mixed = spec["batch_name"] == "mixed"
@@ -159,7 +147,8 @@ def run_row(spec: dict) -> dict:
                 net.evaluate(x, lengths, spec["samples"], spec["chunk"])
                 if i >= spec["warmup"]:
                     times.append(sync() - start)
-    s_flow = replace(s, flow_layers=PRIORS.get(spec["model"], (0, 0, s.flow_layers))[2])
+    flow_layers = len(net.prior.flow.layers) if hasattr(net, "prior") else s.flow_layers
+    s_flow = replace(s, flow_layers=flow_layers)
     tokens = int(lengths.sum())
     flops = step_flops(s_flow, spec["model"], tokens, samples, train=spec["mode"] == "train")
     return {

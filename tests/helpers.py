@@ -2,14 +2,20 @@
 
 from __future__ import annotations
 
+import functools
+import json
 from pathlib import Path
+from typing import Any
 
+import torch
 from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, open_dict
 
-from latentflow.train import CONF_DIR
+from latentflow.components import instantiate
+from latentflow.models.build import build_net
+from latentflow.run import CONF_DIR, components_of
 
 TINY = ["debug=tiny", "runtime.threads=1", "trainer.enable_progress_bar=false"]
 
@@ -26,3 +32,86 @@ def compose_config(name: str, overrides: list[str], out_dir: Path | None = None)
     with open_dict(cfg):
         del cfg["hydra"]  # as in a real run: the task sees no hydra node
     return cfg
+
+
+# Every prior of Tables 1-2, by its config name.
+PRIORS = (
+    "af_af",
+    "af_scf",
+    "iaf_scf",
+    "af_only",
+    "ablation_no_nlsq",
+    "ablation_no_af_hidden",
+    "ablation_no_af_hidden_no_nlsq",
+)
+
+
+@functools.cache
+def _recipe_components(overrides: tuple[str, ...]) -> str:
+    cfg = compose_config("train", list(overrides))
+    return json.dumps(components_of(cfg))
+
+
+def recipe_components(
+    prior: str | None = "af_af",
+    *overrides: str,
+    latent_dim: int = 3,
+    pos_dim: int = 3,
+    flow_layers: int = 2,
+    flow_hidden: int = 8,
+    conditioner_hidden: int = 6,
+    conditioner_layers: int = 2,
+    dropout: float = 0.0,
+    model: str = "flow",
+    width: int = 8,
+) -> dict[str, Any]:
+    """The component nodes of a real recipe (``prior=<name>``, or the LSTM with None), shrunk
+    to test sizes: the parts the configs build, not stand-ins."""
+    base = [f"model={'lstm' if prior is None else model}"]
+    if prior is not None:
+        base.append(f"prior={prior}")
+    base += [
+        f"model.embed_dim={width}",
+        f"model.hidden_dim={width}",
+        "model.num_layers=1",
+        "model.pos_dim=2",
+        *overrides,
+    ]
+    comps = json.loads(_recipe_components(tuple(base)))
+    p = comps["prior"]
+    if p is not None:
+        p.update(latent_dim=latent_dim, pos_dim=pos_dim)
+        p["flow"].update(num_layers=flow_layers, hidden_features=flow_hidden)
+        if "conditioner" in p:
+            p["conditioner"].update(
+                hidden_size=conditioner_hidden, num_layers=conditioner_layers, dropout=dropout
+            )
+    elif "dropout" in comps["model"]:
+        comps["model"]["dropout"] = dropout
+    return comps
+
+
+def make_prior(name: str, max_length: int, seed: int = 0, **sizes: Any) -> torch.nn.Module:
+    """A recipe's prior at test sizes (``recipe_components``), seeded."""
+    torch.manual_seed(seed)
+    node = recipe_components(name, **sizes)["prior"]
+    return instantiate(node, "prior", partial=True)(max_length=max_length)
+
+
+def make_net(
+    prior: str | None,
+    text: bool = True,
+    num_features: int | None = None,
+    max_length: int = 12,
+    seed: int = 0,
+    lengths: list[int] | None = None,
+    **sizes: Any,
+) -> torch.nn.Module:
+    """A recipe's model (flow with ``prior``, or the LSTM for None) at test sizes, with a p(T)."""
+    from latentflow.data.lengths import LengthDistribution
+
+    torch.manual_seed(seed)
+    data = {"kind": "text" if text else "music", "max_length": max_length}
+    data["num_features"] = num_features or (7 if text else 88)
+    p = LengthDistribution.from_lengths(lengths or [2, 3, 3, 5, 8], max_length, smoothing=0.0)
+    return build_net(recipe_components(prior, **sizes), data, p)

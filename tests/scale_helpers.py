@@ -184,17 +184,21 @@ def tiny_module(kind: str = "music", seed: int | None = 0) -> Any:
 
     text = kind == "text"
     vocab = ["<pad>", "<unk>", "_", "a", "b", "c"] if text else None
+    from .helpers import recipe_components
+
+    components = recipe_components(
+        "ablation_no_nlsq",  # AF/AF with affine transforms
+        "model.pos_dim=4",
+        latent_dim=4,
+        pos_dim=4,
+        flow_layers=1,
+        flow_hidden=8,
+        conditioner_hidden=8,
+        conditioner_layers=1,
+        dropout=0.2,
+    )
     module = SequenceLitModule(
-        model={
-            "kind": "flow",
-            "embed_dim": 8,
-            "hidden_dim": 8,
-            "num_layers": 1,
-            "latent_dim": 4,
-            "pos_dim": 4,
-        },
-        prior={"time_flow": "af", "hidden_flow": "af", "num_flow_layers": 1, "flow_hidden": 8},
-        transform="affine",
+        components=components,
         data={"kind": kind, "num_features": len(vocab) if text else 88, "max_length": 12},
         vocab=vocab,
         elbo_samples=2,

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import hydra
 import pytest
+from omegaconf import open_dict
 
+from latentflow.components import ComponentError, instantiate
 from latentflow.config_checks import ConfigError, validate_train_config
 from latentflow.lightning.anneal import KLSchedule
-from latentflow.models.factory import build_model
-from latentflow.train import CONF_DIR, transform_name
+from latentflow.models.build import build_net
+from latentflow.run import CONF_DIR, check_components, components_of
 
 from .helpers import compose_config
 
@@ -59,21 +60,23 @@ def test_cpu_ptb_rows_share_one_budget(tmp_path):
     for row in ("af_af", "iaf_scf", "ablation_no_nlsq"):
         assert cfgs[row].anneal == cfgs["af_af"].anneal
         assert cfgs[row].callbacks == cfgs["af_af"].callbacks
-    assert cfgs["iaf_scf"].prior.time_flow == "iaf"
+    assert cfgs["iaf_scf"].prior._target_.endswith("IAFTimePrior")
     assert cfgs["ablation_no_nlsq"].prior != cfgs["af_af"].prior
+    assert cfgs["af_af"].lr_schedule.start_step == 200
 
 
 @pytest.mark.parametrize("experiment", EXPERIMENTS)
 def test_experiment_composes_and_instantiates(experiment, tmp_path):
     cfg = compose_config("train", [f"experiment={experiment}"], tmp_path)
     validate_train_config(cfg)
-    datamodule = hydra.utils.instantiate(cfg.data, root=str(tmp_path))  # no data read
+    check_components(cfg)
+    datamodule = instantiate({**dict(cfg.data), "root": str(tmp_path)}, "data")  # no data read
     assert datamodule.batch_size == cfg.data.batch_size
     kind = "text" if experiment.startswith("ptb") else "music"
-    net = build_model(
-        dict(cfg.model),
-        dict(cfg.prior),
-        cfg.transform.name,
+    components = components_of(cfg)
+    assert (components["prior"] is None) == experiment.endswith("lstm"), "LSTM rows: no prior"
+    net = build_net(
+        components,
         {"kind": kind, "num_features": 51 if kind == "text" else 88, "max_length": 288},
     )
     n = sum(p.numel() for p in net.parameters())
@@ -81,42 +84,92 @@ def test_experiment_composes_and_instantiates(experiment, tmp_path):
     assert cfg.paper, "every paper row carries the paper's number"
 
 
+def test_lstm_rows_compose_no_prior_even_with_size_presets(tmp_path):
+    cfg = compose_config("train", ["experiment=ptb/lstm"], tmp_path)
+    assert "prior" not in cfg
+    cfg = compose_config("train", ["experiment=cpu/jsb/lstm", "debug=tiny"], tmp_path)
+    assert components_of(cfg)["prior"] is None  # only size presets: dropped
+    check_components(cfg)
+
+
+def test_data_roots_follow_paths_data_dir(tmp_path):
+    for data in ("ptb", "jsb", "muse_data"):
+        cfg = compose_config("train", [f"data={data}", f"paths.data_dir={tmp_path}"], tmp_path)
+        assert cfg.data.root == str(tmp_path)
+
+
 def test_ablation_priors_select_the_affine_transform(tmp_path):
-    cfg = compose_config("train", ["experiment=ptb/ablation_no_nlsq"], tmp_path)
-    assert transform_name(cfg) == "affine" and cfg.prior.hidden_flow == "af"
-    cfg = compose_config("train", ["experiment=ptb/ablation_no_af_hidden_no_nlsq"], tmp_path)
-    assert transform_name(cfg) == "affine" and cfg.prior.hidden_flow == "elementwise"
-    cfg = compose_config("train", ["experiment=ptb/ablation_no_af_hidden"], tmp_path)
-    assert transform_name(cfg) == "nlsq" and cfg.prior.hidden_flow == "elementwise"
-    cfg = compose_config("train", ["experiment=ptb/af_af", "transform=affine"], tmp_path)
-    assert transform_name(cfg) == "affine"
-    net = build_model(
-        dict(cfg.model),
-        dict(cfg.prior),
-        transform_name(cfg),
-        {"kind": "text", "num_features": 51, "max_length": 20},
+    def parts(*overrides):
+        cfg = compose_config("train", list(overrides), tmp_path)
+        return cfg.prior.flow._target_.rsplit(".")[-1], cfg.prior.flow.transform._target_
+
+    assert parts("experiment=ptb/ablation_no_nlsq") == (
+        "AutoregressiveFlow",
+        "latentflow.flows.Affine",
     )
+    assert parts("experiment=ptb/ablation_no_af_hidden_no_nlsq") == (
+        "ElementwiseFlow",
+        "latentflow.flows.Affine",
+    )
+    assert parts("experiment=ptb/ablation_no_af_hidden") == (
+        "ElementwiseFlow",
+        "latentflow.flows.NLSq",
+    )
+    assert parts("experiment=ptb/af_scf") == ("CouplingFlow", "latentflow.flows.NLSq")
+    # The command line wins over what a prior selects.
+    assert parts("prior=af_scf", "hidden_flow=af") == (
+        "AutoregressiveFlow",
+        "latentflow.flows.NLSq",
+    )
+    cfg = compose_config("train", ["experiment=ptb/af_af", "transform=affine"], tmp_path)
+    net = build_net(components_of(cfg), {"kind": "text", "num_features": 51, "max_length": 20})
     assert type(net.prior.flow.layers[0].transform).__name__ == "Affine"
 
 
+def startup_checks(cfg) -> None:
+    validate_train_config(cfg)
+    check_components(cfg)
+
+
 @pytest.mark.parametrize(
-    "override,key",
+    "overrides,key",
     [
-        ("prior.time_flow=lstm", "prior.time_flow"),
-        ("prior.hidden_flow=maf", "prior.hidden_flow"),
-        ("transform.name=spline", "transform.name"),
-        ("eval.num_samples=0", "eval.num_samples"),
-        ("train.elbo_samples=0", "train.elbo_samples"),
-        ("model.latent_dim=1", "model.latent_dim"),
-        ("model.kind=gru", "model.kind"),
-        ("anneal.kind=cyclic", "anneal.kind"),
-        ("train.lr=-1", "train.lr"),
+        (["prior.flow._target_=latentflow.flows.MAF"], "prior.flow._target_: cannot import"),
+        (["prior.flow.transform._target_=my_pkg.MyTransform"], "cannot import my_pkg"),
+        (["+prior.flow.num_layer=3"], "prior.flow: .* takes no argument 'num_layer'"),
+        (["prior.flow.num_layers=0"], "prior.flow .*num_layers must be >= 1"),
+        (["prior.latent_dim=1"], "prior.flow .*must be >= 2"),
+        (["prior.conditioner.dropout=1.5"], "prior.conditioner .*dropout"),
+        (["~prior.conditioner"], "prior .*conditioner"),
+        (["prior._target_=latentflow.flows.NLSq"], "prior: .*NLSq.* takes no argument"),
+        (["prior.flow._target_=latentflow.models.LSTMConditioner"], "prior.flow"),
+        (["model=lstm", "prior=af_af"], "prior: LSTMLanguageModel takes no prior"),
+        (["~prior"], "prior: LatentFlowModel needs a prior"),
+        (["eval.num_samples=0"], "eval.num_samples"),
+        (["train.elbo_samples=0"], "train.elbo_samples"),
+        (["anneal.kind=cyclic"], "anneal.kind"),
+        (["optimizer.lr=-1"], "optimizer.lr"),
+        (["optimizer.lr=inf"], "optimizer.lr"),
+        (["optimizer._target_=torch.optim.Adamm"], "optimizer._target_: cannot import"),
+        (["lr_schedule=plateau", "lr_schedule.factor=2"], "lr_schedule .*factor"),
+        (["lr_schedule=plateau", "lr_schedule._target_=torch.nn.Linear"], "lr_schedule"),
     ],
 )
-def test_startup_validation_names_the_key(override, key, tmp_path):
-    cfg = compose_config("train", ["experiment=jsb/af_scf", override], tmp_path)
-    with pytest.raises(ConfigError, match=key.replace(".", r"\.")):
-        validate_train_config(cfg)
+def test_startup_validation_names_the_key(overrides, key, tmp_path):
+    cfg = compose_config("train", ["experiment=jsb/af_scf", *overrides], tmp_path)
+    with pytest.raises((ConfigError, ComponentError), match=key):
+        startup_checks(cfg)
+
+
+def test_a_torch_lr_scheduler_is_accepted(tmp_path):
+    cfg = compose_config("train", ["debug=tiny"], tmp_path)
+    with open_dict(cfg):
+        cfg.lr_schedule = {
+            "_target_": "torch.optim.lr_scheduler.StepLR",
+            "_partial_": True,
+            "step_size": 2,
+        }
+    startup_checks(cfg)
 
 
 @pytest.mark.parametrize(

@@ -473,11 +473,11 @@ def test_ptb_datamodule_validates_arguments(kwargs, message) -> None:
 @pytest.mark.parametrize("config", ["ptb", "jsb", "nottingham", "piano_midi", "muse_data"])
 def test_hydra_data_configs_instantiate(config, monkeypatch, tmp_path) -> None:
     from hydra.utils import instantiate
-    from omegaconf import OmegaConf
+
+    from .helpers import compose_config
 
     monkeypatch.setenv("LATENTFLOW_DATA", str(tmp_path))
-    path = Path(__file__).resolve().parents[1] / "conf" / "data" / f"{config}.yaml"
-    cfg = OmegaConf.create({"seed": 3, "data": OmegaConf.load(path)})
+    cfg = compose_config("train", [f"data={config}", "seed=3"], tmp_path)
     dm = instantiate(cfg.data)
     assert dm.root == tmp_path and dm.seed == 3 and dm.download
     expected = PTBCharDataModule if config == "ptb" else PolyphonicDataModule

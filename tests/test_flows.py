@@ -9,13 +9,14 @@ import torch
 
 from latentflow.flows import (
     Affine,
+    AutoregressiveFlow,
     AutoregressiveLayer,
+    CouplingFlow,
     CouplingLayer,
+    ElementwiseFlow,
     ElementwiseLayer,
     FlowStack,
     NLSq,
-    hidden_flow,
-    make_transform,
 )
 from latentflow.flows.transforms import ScalarTransform
 
@@ -134,28 +135,27 @@ def test_nlsq_inverse_gradients_match_finite_differences(float64):
     assert torch.autograd.gradcheck(lambda y_, p_: t.inverse(y_, p_)[0], (y, params))
 
 
-def test_make_transform_rejects_unknown_name():
-    with pytest.raises(ValueError, match="transform.name"):
-        make_transform("spline")
-
-
 # ----------------------------------------------------------------- vector layers
 
 H, C = 5, 3
+STACK = dict(transform=NLSq, num_layers=3, hidden_features=16, num_hidden_layers=2)
 
 
 def build_layers() -> dict[str, torch.nn.Module]:
     return {
-        "af_nlsq": AutoregressiveLayer(H, NLSq(), C, hidden_features=16),
-        "af_affine_reversed": AutoregressiveLayer(H, Affine(), C, 16, reverse=True),
-        "af_no_context": AutoregressiveLayer(H, NLSq(), 0, 16),
-        "scf_nlsq": CouplingLayer(H, NLSq(), C, hidden_features=16),
-        "scf_swapped": CouplingLayer(H, Affine(), C, 16, swap=True),
+        "af_nlsq": AutoregressiveLayer(H, NLSq(), C, 16, 2),
+        "af_affine_reversed": AutoregressiveLayer(H, Affine(), C, 16, 2, reverse=True),
+        "af_no_context": AutoregressiveLayer(H, NLSq(), 0, 16, 2),
+        "scf_nlsq": CouplingLayer(H, NLSq(), C, 16, 2),
+        "scf_swapped": CouplingLayer(H, Affine(), C, 16, 2, swap=True),
         "elementwise": ElementwiseLayer(H, NLSq(), C),
+        "elementwise_mlp": ElementwiseLayer(H, NLSq(), C, 8, 1),
         "elementwise_free": ElementwiseLayer(H, NLSq(), 0),
-        "stack_af": hidden_flow("af", H, C, "nlsq", num_layers=3, hidden_features=16),
-        "stack_scf": hidden_flow("scf", H, C, "nlsq", num_layers=3, hidden_features=16),
-        "stack_elementwise": hidden_flow("elementwise", H, C, "affine", num_layers=2),
+        "stack_af": AutoregressiveFlow(H, C, **STACK),
+        "stack_scf": CouplingFlow(H, C, **STACK),
+        "stack_elementwise": ElementwiseFlow(
+            H, C, transform=Affine, num_layers=2, hidden_features=0, num_hidden_layers=0
+        ),
     }
 
 
@@ -194,6 +194,23 @@ def test_layer_inverse_roundtrip(name, float64):
     x_back, ld_inv = layer.inverse(u, ctx)
     torch.testing.assert_close(x_back, x, rtol=1e-8, atol=1e-8)
     torch.testing.assert_close(ld_inv, -ld, rtol=1e-8, atol=1e-8)
+    # The sampling path (no autograd, incremental MADE passes) is the same map.
+    x_sampled, ld_sampled = layer.sample(u, ctx)
+    assert not x_sampled.requires_grad
+    torch.testing.assert_close(x_sampled, x, rtol=1e-8, atol=1e-8)
+    torch.testing.assert_close(ld_sampled, -ld, rtol=1e-8, atol=1e-8)
+
+
+@pytest.mark.parametrize("name", LAYER_NAMES)
+def test_sample_path_equals_the_differentiable_inverse_at_batch_one(name, float64):
+    """Batch 1 takes the Python-float root (``solve_float``) in AF layers: same numbers."""
+    layer = make_layer(name, scale=0.5)
+    for _ in range(3):
+        u, ctx = 2 * torch.randn(1, H), torch.randn(1, C)
+        x, ld = layer.inverse(u, ctx)
+        x_s, ld_s = layer.sample(u, ctx)
+        torch.testing.assert_close(x_s, x.detach(), rtol=1e-10, atol=1e-10)
+        torch.testing.assert_close(ld_s, ld.detach(), rtol=1e-9, atol=1e-9)
 
 
 @pytest.mark.parametrize("layer", LAYER_NAMES, indirect=True)
@@ -221,7 +238,7 @@ def test_layer_save_load_roundtrip(name, float64):
 @pytest.mark.parametrize("reverse", [False, True])
 def test_autoregressive_jacobian_is_triangular_in_its_order(reverse, float64):
     torch.manual_seed(11)
-    layer = AutoregressiveLayer(H, NLSq(), C, 16, reverse=reverse).double()
+    layer = AutoregressiveLayer(H, NLSq(), C, 16, 2, reverse=reverse).double()
     perturb(layer)
     ctx = torch.randn(C)
     jac = sum(  # several points, so a dead ReLU at one of them cannot hide a dependency
@@ -239,7 +256,7 @@ def test_autoregressive_jacobian_is_triangular_in_its_order(reverse, float64):
 @pytest.mark.parametrize("swap", [False, True])
 def test_coupling_is_identity_on_conditioning_half(swap, float64):
     torch.manual_seed(12)
-    layer = CouplingLayer(H, NLSq(), C, 16, swap=swap).double()
+    layer = CouplingLayer(H, NLSq(), C, 16, 2, swap=swap).double()
     perturb(layer)
     x, ctx = torch.randn(H), torch.randn(C)
     jac = torch.autograd.functional.jacobian(lambda v: layer(v, ctx)[0], x)
@@ -254,19 +271,21 @@ def test_coupling_is_identity_on_conditioning_half(swap, float64):
 
 def test_coupling_needs_two_features():
     with pytest.raises(ValueError, match="at least 2"):
-        CouplingLayer(1, NLSq())
-    with pytest.raises(ValueError, match="latent_dim"):
-        hidden_flow("scf", 1)
+        CouplingLayer(1, NLSq(), 0, 8, 2)
+    with pytest.raises(ValueError, match="features .* must be >= 2"):
+        CouplingFlow(1, **STACK)
 
 
-def test_hidden_flow_rejects_unknown_kind():
-    with pytest.raises(ValueError, match="prior.hidden_flow"):
-        hidden_flow("iaf", 4)
+def test_hidden_flows_reject_bad_sizes():
+    with pytest.raises(ValueError, match="num_layers must be >= 1"):
+        AutoregressiveFlow(4, 0, **{**STACK, "num_layers": 0})
+    with pytest.raises(ValueError, match="hidden_features >= 1"):
+        ElementwiseFlow(4, 2, transform=NLSq, num_layers=1, hidden_features=0, num_hidden_layers=1)
 
 
 def test_stack_reverses_layer_order(float64):
     torch.manual_seed(13)
-    stack = FlowStack([AutoregressiveLayer(3, NLSq(), 0, 8), CouplingLayer(3, NLSq(), 0, 8)])
+    stack = FlowStack([AutoregressiveLayer(3, NLSq(), 0, 8, 2), CouplingLayer(3, NLSq(), 0, 8, 2)])
     perturb(stack)
     x = torch.randn(5, 3)
     u, _ = stack(x)

@@ -11,37 +11,26 @@ import torch
 from latentflow.models import (
     LatentFlowModel,
     LSTMLanguageModel,
-    build_prior,
     importance_sampled_log_likelihood,
     nll_metrics,
 )
 
+from .helpers import make_prior
+
 V, MAXLEN, H = 7, 10, 3
 
 
+PRIOR_NAMES = {("af", "af"): "af_af", ("iaf", "scf"): "iaf_scf", ("none", "af"): "af_only"}
+SIZES = dict(embed_dim=8, hidden_dim=8, num_layers=1, pos_dim=2, tie_weights=True)
+
+
 def tiny_flow_model(text: bool = True, time_flow: str = "af", hidden: str = "af"):
-    torch.manual_seed(0)
-    prior = build_prior(
-        time_flow,
-        hidden,
-        "nlsq",
-        H,
-        MAXLEN,
-        num_flow_layers=2,
-        flow_hidden=8,
-        pos_dim=2,
-        lstm_hidden=8,
-        lstm_layers=1,
-        dropout=0.0,
-    )
+    """A recipe's prior (test sizes) injected into the VAE as a module."""
+    name = PRIOR_NAMES[time_flow, hidden]
+    prior = make_prior(name, MAXLEN, latent_dim=H, pos_dim=2, conditioner_hidden=8,
+                       conditioner_layers=1)  # fmt: skip
     nf = V if text else 88
-    return (
-        LatentFlowModel(
-            prior, nf, MAXLEN, text, embed_dim=8, hidden_dim=8, num_layers=1, pos_dim=2
-        )
-        .double()
-        .eval()
-    )
+    return LatentFlowModel(prior, nf, MAXLEN, text, **SIZES).double().eval()
 
 
 def text_batch():
@@ -173,7 +162,21 @@ def test_model_sampling_shapes_and_seed():
 def test_baseline_is_normalised_over_all_sequences():
     """sum over every x in V^T of p(x | T) = 1 (a known answer by enumeration)."""
     torch.manual_seed(0)
-    model = LSTMLanguageModel(3, 5, True, 4, 6, 2, dropout=0.0, pos_dim=2).double().eval()
+    model = (
+        LSTMLanguageModel(
+            3,
+            5,
+            True,
+            embed_dim=4,
+            hidden_dim=6,
+            num_layers=2,
+            dropout=0.0,
+            pos_dim=2,
+            tie_weights=True,
+        )
+        .double()
+        .eval()
+    )
     T = 3
     xs = torch.tensor(list(itertools.product(range(3), repeat=T)))
     lp = model.log_prob(xs, torch.full((len(xs),), T))
@@ -182,7 +185,21 @@ def test_baseline_is_normalised_over_all_sequences():
 
 def test_baseline_music_padding_and_sampling():
     torch.manual_seed(0)
-    model = LSTMLanguageModel(88, 8, False, 6, 6, 2, dropout=0.0, pos_dim=2).double().eval()
+    model = (
+        LSTMLanguageModel(
+            88,
+            8,
+            False,
+            embed_dim=6,
+            hidden_dim=6,
+            num_layers=2,
+            dropout=0.0,
+            pos_dim=2,
+            tie_weights=True,
+        )
+        .double()
+        .eval()
+    )
     x = (torch.rand(2, 5, 88) < 0.1).double()
     lengths = torch.tensor([5, 3])
     x_garbage = x.clone()

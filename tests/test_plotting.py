@@ -14,28 +14,29 @@ from matplotlib.figure import Figure
 
 from latentflow import plotting
 from latentflow.data.vocab import CharVocab
+from latentflow.flows import Affine, NLSq
 from latentflow.lightning.module import SequenceLitModule
-from latentflow.models.factory import build_model
+from latentflow.models.build import build_net
 from latentflow.plot_cli import find_checkpoint, main
 from latentflow.toy import fit_mixture_flow, mixture_log_prob
+
+from .helpers import recipe_components
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 TEXT = "the groups grew"
 SYMBOLS = ["<pad>", "<unk>", "_", *sorted(set(TEXT) - {" "})]
-TINY_MODEL = dict(kind="flow", embed_dim=8, hidden_dim=8, num_layers=1, latent_dim=2, pos_dim=4)
 TINY_DATA = dict(kind="text", num_features=len(SYMBOLS), max_length=24)
+PRIORS = {"af": "af_af", "iaf": "iaf_scf", "none": "af_only"}
 
 
-def tiny_prior(time_flow: str = "af", hidden_flow: str = "af") -> dict:
-    return dict(
-        time_flow=time_flow, hidden_flow=hidden_flow, num_flow_layers=2, flow_hidden=8, dropout=0
-    )
+def tiny_components(time_flow: str = "af", latent_dim: int = 2) -> dict:
+    return recipe_components(PRIORS[time_flow], "model.pos_dim=4", latent_dim=latent_dim,
+                             pos_dim=4, conditioner_hidden=8, conditioner_layers=1)  # fmt: skip
 
 
 def tiny_net(time_flow: str = "af", latent_dim: int = 2, seed: int = 0):
     torch.manual_seed(seed)
-    model = {**TINY_MODEL, "latent_dim": latent_dim}
-    return build_model(model, tiny_prior(time_flow), "nlsq", TINY_DATA)
+    return build_net(tiny_components(time_flow, latent_dim), TINY_DATA)
 
 
 def is_png(path: Path) -> bool:
@@ -64,7 +65,7 @@ def test_plot_nlsq_composition_writes_two_panels(tmp_path):
 
 
 def test_plot_toy_densities_titles_carry_nll_and_entropy(tmp_path):
-    fits = [fit_mixture_flow(t, steps=3, test_size=500) for t in ("affine", "nlsq")]
+    fits = [fit_mixture_flow(t, steps=3, test_size=500) for t in (Affine, NLSq)]
     fig = plotting.plot_toy_densities(fits, grid_size=40, path=tmp_path / "fig5c.png")
     titles = [ax.get_title() for ax in fig.axes]
     assert len(titles) == 3
@@ -135,7 +136,7 @@ def test_prior_densities_panels_follow_the_focus_and_mark_the_true_encoding():
 
 
 def test_plot_prior_densities_from_a_lightning_module(tmp_path):
-    module = SequenceLitModule(TINY_MODEL, tiny_prior(), "nlsq", TINY_DATA, vocab=SYMBOLS)
+    module = SequenceLitModule(tiny_components(), TINY_DATA, vocab=SYMBOLS)
     fig = plotting.plot_prior_densities(
         module, TEXT, focus="grew", grid_size=16, ncols=3, path=tmp_path / "fig6.png"
     )
@@ -292,7 +293,7 @@ def save_checkpoint(module: pl.LightningModule, path: Path) -> Path:
 def test_cli_run_writes_curves_and_prior_for_a_run_directory(tmp_path, capsys):
     run = tmp_path / "run"
     torch.manual_seed(0)
-    module = SequenceLitModule(TINY_MODEL, tiny_prior(), "nlsq", TINY_DATA, vocab=SYMBOLS)
+    module = SequenceLitModule(tiny_components(), TINY_DATA, vocab=SYMBOLS)
     save_checkpoint(module, run / "checkpoints" / "last.ckpt")
     write_run(run, 0, range(0, 6), 5)
     bench = write_bench_csv(
@@ -315,8 +316,7 @@ def test_cli_run_writes_curves_and_prior_for_a_run_directory(tmp_path, capsys):
 
 def test_cli_skips_prior_for_wide_latents_and_reports_errors(tmp_path, capsys):
     run = tmp_path / "run"
-    model = {**TINY_MODEL, "latent_dim": 3}
-    module = SequenceLitModule(model, tiny_prior(), "nlsq", TINY_DATA, vocab=SYMBOLS)
+    module = SequenceLitModule(tiny_components(latent_dim=3), TINY_DATA, vocab=SYMBOLS)
     save_checkpoint(module, run / "checkpoints" / "last.ckpt")
     write_run(run, 0, range(0, 4), 3)
     main(["run", str(run)])

@@ -10,26 +10,17 @@ import math
 import pytest
 import torch
 
-from latentflow.models.factory import build_model, compile_flows
-from latentflow.train import train
+from latentflow.models.compile import compile_flows
+from latentflow.run import train
 
-from .helpers import TINY, compose_config
+from .helpers import TINY, compose_config, make_net
 
-DATA = {"kind": "text", "num_features": 20, "max_length": 30}
-MODEL = {"embed_dim": 16, "hidden_dim": 16, "latent_dim": 6, "pos_dim": 4}
-PRIORS = [("af", "af"), ("af", "scf"), ("iaf", "scf"), ("af", "elementwise"), ("none", "af")]
+PRIORS = ["af_af", "af_scf", "iaf_scf", "ablation_no_af_hidden", "af_only"]
 
 
-def tiny_model(time_flow: str, hidden_flow: str, kind: str = "flow") -> torch.nn.Module:
-    torch.manual_seed(0)
-    prior = {
-        "time_flow": time_flow,
-        "hidden_flow": hidden_flow,
-        "num_flow_layers": 2,
-        "flow_hidden": 12,
-        "dropout": 0.0,
-    }
-    return build_model({**MODEL, "kind": kind}, prior, "nlsq", DATA).eval()
+def tiny_model(prior: str | None) -> torch.nn.Module:
+    sizes = dict(latent_dim=6, flow_hidden=12, conditioner_hidden=16, width=16, pos_dim=4)
+    return make_net(prior, True, num_features=20, max_length=30, **sizes).eval()
 
 
 def batch() -> tuple[torch.Tensor, torch.Tensor]:
@@ -37,9 +28,9 @@ def batch() -> tuple[torch.Tensor, torch.Tensor]:
     return torch.randint(1, 20, (4, 12), generator=g), torch.tensor([12, 10, 7, 3])
 
 
-@pytest.mark.parametrize("time_flow,hidden_flow", PRIORS)
-def test_bf16_autocast_keeps_the_density_terms_in_fp32(time_flow, hidden_flow):
-    model = tiny_model(time_flow, hidden_flow)
+@pytest.mark.parametrize("prior", PRIORS)
+def test_bf16_autocast_keeps_the_density_terms_in_fp32(prior):
+    model = tiny_model(prior)
     x, lengths = batch()
     torch.manual_seed(2)
     ref = model.elbo(x, lengths, 3)
@@ -61,7 +52,7 @@ def test_bf16_autocast_keeps_the_density_terms_in_fp32(time_flow, hidden_flow):
 
 
 def test_bf16_autocast_lstm_baseline_log_prob_is_fp32():
-    model = tiny_model("af", "af", kind="lstm")
+    model = tiny_model(None)
     x, lengths = batch()
     ref = model.log_prob(x, lengths)
     with torch.autocast("cpu", dtype=torch.bfloat16):
@@ -70,9 +61,9 @@ def test_bf16_autocast_lstm_baseline_log_prob_is_fp32():
     assert ((out - ref).abs() / ref.abs()).max() < 1e-2
 
 
-@pytest.mark.parametrize("time_flow,hidden_flow", [("af", "af"), ("iaf", "scf")])
-def test_compile_flows_keeps_function_and_checkpoint_layout(time_flow, hidden_flow):
-    model = tiny_model(time_flow, hidden_flow)
+@pytest.mark.parametrize("prior", ["af_af", "iaf_scf"])
+def test_compile_flows_keeps_function_and_checkpoint_layout(prior):
+    model = tiny_model(prior)
     keys = list(model.state_dict())
     x, lengths = batch()
     torch.manual_seed(3)

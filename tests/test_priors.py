@@ -6,40 +6,18 @@ import pytest
 import torch
 
 from latentflow.flows import standard_normal_log_prob
-from latentflow.models import build_prior
 from latentflow.models.position import sequence_mask
+
+from .helpers import PRIORS
+from .helpers import make_prior as build_recipe_prior
 
 T, H, MAXLEN = 4, 3, 8
 
-# (time flow, hidden flow, transform): every row of Tables 1-2.
-PRIORS = {
-    "af_af": ("af", "af", "nlsq"),
-    "af_scf": ("af", "scf", "nlsq"),
-    "iaf_scf": ("iaf", "scf", "nlsq"),
-    "af_only": ("none", "af", "nlsq"),
-    "ablation_no_nlsq": ("af", "af", "affine"),
-    "ablation_no_af_hidden": ("af", "elementwise", "nlsq"),
-    "ablation_no_af_hidden_no_nlsq": ("af", "elementwise", "affine"),
-}
-
 
 def make_prior(name: str, seed: int = 0):
-    torch.manual_seed(seed)
-    time_flow, hidden, transform = PRIORS[name]
-    prior = build_prior(
-        time_flow,
-        hidden,
-        transform,
-        H,
-        MAXLEN,
-        num_flow_layers=2,
-        flow_hidden=8,
-        pos_dim=3,
-        lstm_hidden=6,
-        lstm_layers=2,
-        dropout=0.0,
-    ).double()
-    with torch.no_grad():  # non-trivial parameters (default init is near identity)
+    """A recipe's prior at test sizes, with non-trivial parameters (the init is near identity)."""
+    prior = build_recipe_prior(name, MAXLEN, seed, latent_dim=H).double()
+    with torch.no_grad():
         for p in prior.parameters():
             std = 0.7 / p.shape[-1] ** 0.5 if p.dim() == 2 else 0.2
             p.copy_(std * torch.randn_like(p))
@@ -79,7 +57,7 @@ def test_time_jacobian_structure(name, float64):
             if s > t:
                 assert block.max() == 0, f"eps_{t} depends on future z_{s}"
             elif s < t:
-                if PRIORS[name][0] == "none":
+                if name == "af_only":
                     assert block.max() == 0, "AF-only prior must have no cross-time terms"
                 else:
                     assert block.max() > 0, f"eps_{t} ignores z_{s}: no time dynamics"
@@ -141,12 +119,6 @@ def test_padding_never_leaks(name, float64):
     torch.testing.assert_close(alone, prior.log_prob(z, lengths)[:1])
 
 
-def test_unknown_prior_names_are_rejected():
-    with pytest.raises(ValueError, match="prior.time_flow"):
-        build_prior("lstm", "af", "nlsq", H, MAXLEN)
-    with pytest.raises(ValueError, match="prior.hidden_flow"):
-        build_prior("af", "maf", "nlsq", H, MAXLEN)
-    with pytest.raises(ValueError, match="transform.name"):
-        build_prior("af", "af", "spline", H, MAXLEN)
-    with pytest.raises(ValueError, match="latent_dim"):
-        build_prior("iaf", "scf", "nlsq", 1, MAXLEN)
+def test_coupling_prior_needs_two_latent_dims():
+    with pytest.raises(ValueError, match="must be >= 2"):
+        build_recipe_prior("iaf_scf", MAXLEN, latent_dim=1)

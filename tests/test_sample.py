@@ -16,21 +16,19 @@ import pytorch_lightning as pl
 import torch
 
 from latentflow.data.lengths import LengthDistribution
-from latentflow.flows import AutoregressiveLayer, CouplingLayer, hidden_flow
+from latentflow.flows import AutoregressiveFlow, AutoregressiveLayer, CouplingLayer
 from latentflow.flows.transforms import Affine, NLSq
+from latentflow.generation import generate
 from latentflow.lightning.module import SequenceLitModule
 from latentflow.midi import default_step_beats, midi_to_roll, plot_roll, roll_to_midi
-from latentflow.models import build_prior
-from latentflow.models.factory import build_model
 from latentflow.models.position import sequence_mask
 from latentflow.models.recurrent import lstm_step
-from latentflow.sample import generate, sample
+from latentflow.run import sample
 
-from .helpers import TINY, compose_config
-from .test_priors import PRIORS  # every row of Tables 1-2: (time flow, hidden flow, transform)
+from .helpers import PRIORS, TINY, compose_config, make_net, recipe_components
+from .helpers import make_prior as build_recipe_prior
 
 H, MAXLEN = 3, 12
-TINY_MODEL = {"embed_dim": 8, "hidden_dim": 8, "num_layers": 1, "latent_dim": H, "pos_dim": 2}
 
 
 def perturb(module: torch.nn.Module, scale: float = 0.7) -> None:
@@ -42,38 +40,14 @@ def perturb(module: torch.nn.Module, scale: float = 0.7) -> None:
 
 
 def make_prior(name: str, seed: int = 0):
-    torch.manual_seed(seed)
-    time_flow, hidden, transform = PRIORS[name]
-    prior = build_prior(
-        time_flow, hidden, transform, H, MAXLEN, 2, 8, pos_dim=3, lstm_hidden=6, dropout=0.0
-    ).double()
+    prior = build_recipe_prior(name, MAXLEN, seed, latent_dim=H).double()
     perturb(prior)
     return prior.eval()
 
 
-def prior_cfg(name: str) -> dict:
-    time_flow, hidden, transform = PRIORS[name]
-    return {
-        "time_flow": time_flow,
-        "hidden_flow": hidden,
-        "transform": transform,
-        "num_flow_layers": 2,
-        "flow_hidden": 8,
-        "dropout": 0.0,
-    }
-
-
 def tiny_net(kind: str, name: str | None, text: bool, seed: int = 0) -> torch.nn.Module:
     """A small flow model (prior ``name``) or LSTM baseline with a p(T) loaded."""
-    torch.manual_seed(seed)
-    data = {"kind": "text" if text else "music", "num_features": 7 if text else 88}
-    data["max_length"] = MAXLEN
-    net = build_model(
-        {"kind": kind, **TINY_MODEL}, prior_cfg(name) if name else None, "nlsq", data
-    )
-    lengths = LengthDistribution.from_lengths([2, 3, 3, 5, 8], MAXLEN, smoothing=0.0)
-    net.length_distribution.load_state_dict(lengths.state_dict())
-    return net.eval()
+    return make_net(name if kind == "flow" else None, text, max_length=MAXLEN, seed=seed).eval()
 
 
 # ----------------------------------------------------------------- fast paths == reference paths
@@ -95,29 +69,27 @@ def test_lstm_step_matches_nn_lstm(float64):
         lstm_step(torch.nn.LSTM(4, 5, bidirectional=True), x[:, 0])
 
 
-@pytest.mark.parametrize("cls", [NLSq, Affine])
-def test_scalar_solve_matches_tensor_solve(cls, float64):
+def test_nlsq_float_solve_matches_tensor_solve(float64):
+    """The Python-float root (batch-1 sampling) is the same arithmetic as the tensor one."""
     torch.manual_seed(0)
-    t = cls()
+    t = NLSq()
     x = torch.cat([5 * torch.randn(300), torch.tensor([0.0, 40.0, -40.0])])
     params = 3.0 * (2 * torch.rand(x.numel(), t.num_params) - 1)
     y, _ = t(x, params)
-    scalar = [t.solve_scalar(v, p) for v, p in zip(y.tolist(), params.tolist(), strict=True)]
-    torch.testing.assert_close(torch.tensor(scalar), x, rtol=1e-9, atol=1e-9)
+    floats = [t.solve_float(v, p) for v, p in zip(y.tolist(), params.tolist(), strict=True)]
+    torch.testing.assert_close(torch.tensor(floats), t.solve(y, params), rtol=1e-14, atol=1e-14)
     torch.testing.assert_close(t.solve(y, params), x, rtol=1e-9, atol=1e-9)
 
 
-def test_nlsq_no_grad_inverse_matches_differentiable_inverse(float64):
+def test_nlsq_solve_matches_differentiable_inverse_at_extremes(float64):
     torch.manual_seed(1)
     t = NLSq()
     y = torch.cat([10 * torch.randn(500), torch.tensor([1e5, -1e5, 1e70, -1e70])])
     params = 2.0 * (2 * torch.rand(y.numel(), 5) - 1)
-    x_ref, ld_ref = t.inverse(y, params.requires_grad_())
-    with torch.no_grad():
-        x, ld = t.inverse(y, params)
-    assert torch.isfinite(x).all() and torch.isfinite(ld).all()
+    x_ref, _ = t.inverse(y, params.requires_grad_())
+    x = t.solve(y, params)
+    assert torch.isfinite(x).all() and not x.requires_grad
     torch.testing.assert_close(x, x_ref.detach(), rtol=1e-12, atol=1e-12)
-    torch.testing.assert_close(ld, ld_ref.detach(), rtol=1e-10, atol=1e-10)
 
 
 @pytest.mark.parametrize("transform", [NLSq, Affine])
@@ -126,14 +98,14 @@ def test_nlsq_no_grad_inverse_matches_differentiable_inverse(float64):
 def test_af_layer_sampling_path_matches_autograd_path(
     transform, num_hidden_layers, shape, float64
 ):
-    """inverse under no_grad (incremental passes, scalar solves at batch 1) == with autograd."""
+    """sample (incremental passes, float solves at batch 1) == the differentiable inverse."""
     torch.manual_seed(2)
     layer = AutoregressiveLayer(5, transform(), 3, 16, num_hidden_layers, reverse=True)
     perturb(layer, 0.5)
     u, ctx = torch.randn(*shape, 5), torch.randn(*shape, 3)
     x_ref, ld_ref = layer.inverse(u, ctx)
     with torch.inference_mode():
-        x, ld = layer.inverse(u, ctx)
+        x, ld = layer.sample(u, ctx)
     assert x.shape == u.shape and ld.shape == u.shape[:-1]
     torch.testing.assert_close(x, x_ref.detach(), rtol=1e-10, atol=1e-10)
     torch.testing.assert_close(ld, ld_ref.detach(), rtol=1e-10, atol=1e-10)
@@ -145,30 +117,29 @@ def test_af_layer_sampling_path_matches_autograd_path(
 
 def test_af_layer_sampling_path_without_context_and_broadcast(float64):
     torch.manual_seed(3)
-    layer = AutoregressiveLayer(4, NLSq(), 0, 8)
+    layer = AutoregressiveLayer(4, NLSq(), 0, 8, 2)
     perturb(layer, 0.5)
     u = torch.randn(1, 4)
-    with torch.no_grad():
-        x, ld = layer.inverse(u)
+    x, ld = layer.sample(u)
     torch.testing.assert_close(layer(x)[0], u, rtol=1e-10, atol=1e-10)
-    stack = hidden_flow("af", 4, 3, "nlsq", num_layers=2, hidden_features=8).double()
+    stack = AutoregressiveFlow(
+        4, 3, transform=NLSq, num_layers=2, hidden_features=8, num_hidden_layers=2
+    ).double()
     perturb(stack, 0.5)
     u, ctx = torch.randn(5, 4), torch.randn(3)  # one context for every row
     x_ref, ld_ref = stack.inverse(u, ctx)
-    with torch.no_grad():
-        x, ld = stack.inverse(u, ctx)
+    x, ld = stack.sample(u, ctx)
     torch.testing.assert_close(x, x_ref.detach(), rtol=1e-10, atol=1e-10)
     torch.testing.assert_close(ld, ld_ref.detach(), rtol=1e-10, atol=1e-10)
 
 
 def test_coupling_sampling_path_matches_autograd_path(float64):
     torch.manual_seed(4)
-    layer = CouplingLayer(5, NLSq(), 3, 16, swap=True)
+    layer = CouplingLayer(5, NLSq(), 3, 16, 2, swap=True)
     perturb(layer, 0.5)
     u, ctx = torch.randn(7, 5), torch.randn(7, 3)
     x_ref, ld_ref = layer.inverse(u, ctx)
-    with torch.no_grad():
-        x, ld = layer.inverse(u, ctx)
+    x, ld = layer.sample(u, ctx)
     torch.testing.assert_close(x, x_ref.detach(), rtol=1e-10, atol=1e-10)
     torch.testing.assert_close(ld, ld_ref.detach(), rtol=1e-10, atol=1e-10)
 
@@ -333,9 +304,7 @@ def save_checkpoint(path: Path, kind: str, text: bool, name: str | None = "af_af
     torch.manual_seed(0)
     vocab = ["<pad>", "<unk>", "_", "a", "b", "c", "d"] if text else None
     module = SequenceLitModule(
-        model={"kind": kind, **TINY_MODEL},
-        prior=prior_cfg(name) if kind == "flow" else None,
-        transform="nlsq",
+        components=recipe_components(name if kind == "flow" else None, latent_dim=H),
         data={
             "kind": "text" if text else "music",
             "num_features": 7 if text else 88,
@@ -424,7 +393,7 @@ def test_sample_app_rejects_bad_settings(tmp_path):
 @pytest.mark.parametrize("experiment", ["ptb/af_af", "jsb/iaf_scf", "ptb/lstm"])
 def test_sample_app_on_a_trained_checkpoint(experiment, tmp_path, real_data_root):
     """latentflow-train (tiny) then latentflow-sample on its checkpoint, text and music."""
-    from latentflow.train import train
+    from latentflow.run import train
 
     cfg = compose_config(
         "train",

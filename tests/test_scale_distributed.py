@@ -26,9 +26,14 @@ from hydra.core.global_hydra import GlobalHydra
 
 from latentflow.config_checks import ConfigError
 from latentflow.data.batching import BucketBatchSampler
-from latentflow.evaluate import datamodule_from_checkpoint, load_module
 from latentflow.lightning.distributed import ddp_strategy
-from latentflow.train import CONF_DIR, check_cluster, evaluate_best
+from latentflow.run import (
+    CONF_DIR,
+    check_cluster,
+    datamodule_from_checkpoint,
+    evaluate_best,
+    load_module,
+)
 
 from .helpers import compose_config
 from .scale_helpers import (
@@ -86,7 +91,7 @@ def test_ddp_eval_equals_single_process_and_one_writer(ddp_run):
     assert metrics["global_step"] == 9 and metrics["epochs"] == 3
     # Two processes ran (rank 1 was launched by Lightning and logged through Hydra) ...
     rank1_log = (ddp_run / "train_ddp_process_1.log").read_text()
-    assert "model: flow" in rank1_log and "metrics:" not in rank1_log
+    assert "model: LatentFlowModel" in rank1_log and "metrics:" not in rank1_log
     # ... but one logger run and one checkpoint writer.
     assert [p.name for p in (ddp_run / "csv").iterdir()] == ["version_0"]
     rows = (ddp_run / "csv" / "version_0" / "metrics.csv").read_text().splitlines()
@@ -189,7 +194,7 @@ def test_under_slurm_lightnings_own_requeue_is_off(monkeypatch):
     from pytorch_lightning.plugins.environments import SLURMEnvironment
 
     from latentflow.lightning.checkpoint_io import AtomicCheckpointIO
-    from latentflow.train import build_plugins
+    from latentflow.run import build_plugins
 
     assert [type(p) for p in build_plugins()] == [AtomicCheckpointIO]
     monkeypatch.setenv("SLURM_NTASKS", "1")

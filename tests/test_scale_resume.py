@@ -19,7 +19,7 @@ from pytorch_lightning.utilities.exceptions import SIGTERMException
 from latentflow.lightning.callbacks import POSITION_KEY, PreemptionCheckpoint
 from latentflow.lightning.checkpoint_io import TMP_PREFIX, AtomicCheckpointIO, atomic_torch_save
 from latentflow.lightning.distributed import ddp_strategy
-from latentflow.train import build_plugins, train
+from latentflow.run import build_plugins, train
 
 from .helpers import compose_config
 from .scale_helpers import (
@@ -179,19 +179,7 @@ def test_requeue_signal_checkpoints_at_the_batch_boundary_then_hands_over(
 
 def train_with(cfg, extra_callback):
     """train(cfg) with one more callback (an in-process signal source)."""
-    from latentflow import train as train_module
-
-    original = train_module.instantiate_dict
-
-    def with_extra(node):
-        out = original(node)
-        return [*out, extra_callback] if node is not None and "model_checkpoint" in node else out
-
-    train_module.instantiate_dict = with_extra
-    try:
-        return train(cfg)
-    finally:
-        train_module.instantiate_dict = original
+    return train(cfg, extra_callbacks=[extra_callback])
 
 
 @pytest.mark.slow
@@ -201,7 +189,7 @@ def test_sigterm_inside_an_accumulated_step_waits_for_the_step(real_data_root, t
     still ends exactly where the uninterrupted one does."""
     accumulate = [
         *RESUMABLE,
-        "+trainer.accumulate_grad_batches=2",
+        "trainer.accumulate_grad_batches=2",
         "data.batch_size=3",  # 8 batches per epoch, 4 optimizer steps
         f"data.root={real_data_root}",
     ]

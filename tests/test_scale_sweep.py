@@ -42,8 +42,10 @@ def test_prior_by_transform_sweep_returns_each_jobs_metric(real_data_root, tmp_p
         )
         seen.add((prior, transform))
         assert record["status"] == "COMPLETED"
-        assert metrics["prior"]["time_flow"] == prior.split("_")[0]
-        assert metrics["transform"] == transform
+        time_flow = {"af": "AFTimePrior", "iaf": "IAFTimePrior"}[prior.split("_")[0]]
+        assert metrics["prior"]["_target_"] == f"latentflow.models.{time_flow}"
+        transform_class = {"affine": "Affine", "nlsq": "NLSq"}[transform]
+        assert metrics["prior"]["flow"]["transform"]["_target_"].endswith(transform_class)
         # The job's return value is the monitored metric (val/nll) of its run.
         assert record["value"] == metrics["val"]["nll"] and math.isfinite(record["value"])
     assert seen == {(p, t) for p in ("af_af", "af_scf", "iaf_scf") for t in ("affine", "nlsq")}

@@ -9,7 +9,8 @@ import pytest
 import torch
 
 from latentflow.lightning.callbacks import piano_roll_image
-from latentflow.train import build_loggers, train, wandb_run_id
+from latentflow.run import train
+from latentflow.tracking import build_loggers, wandb_run_id
 
 from .helpers import TINY, compose_config
 from .scale_helpers import wandb_finished_records, wandb_history
@@ -95,7 +96,7 @@ def test_wandb_offline_run_logs_config_metrics_and_text_samples(
         for u in r.config.update
     }
     assert config["run_config"]["experiment_name"] == "ptb/af_af"
-    assert config["run_config"]["model"] == config["model"]
+    assert config["run_config"]["model"] == config["components"]["model"]
 
     history = wandb_history(records)
     assert any("train/loss" in row for row in history)

@@ -11,8 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from latentflow.evaluate import evaluate
-from latentflow.train import train
+from latentflow.run import evaluate, train
 
 from .helpers import TINY, compose_config
 
@@ -71,10 +70,11 @@ def cli(*args: str, env_extra: dict | None = None) -> subprocess.CompletedProces
 
 @pytest.mark.slow
 def test_cli_rejects_bad_settings_in_one_line(tmp_path):
-    proc = cli("experiment=jsb/af_scf", "model.latent_dim=1", f"paths.log_dir={tmp_path}")
+    proc = cli("experiment=jsb/af_scf", "prior.latent_dim=1", f"paths.log_dir={tmp_path}")
     assert proc.returncode == 2
     lines = [line for line in proc.stderr.strip().splitlines() if line.strip()]
-    assert lines[-1].startswith("latentflow-train: error: model.latent_dim"), proc.stderr
+    assert lines[-1].startswith("latentflow-train: error: prior.flow"), proc.stderr
+    assert "must be >= 2" in lines[-1]
     assert "Traceback" not in proc.stderr
 
 

@@ -53,7 +53,7 @@ def _out(args: argparse.Namespace, default_dir: Path, name: str) -> Path:
 
 def _prior(args: argparse.Namespace, out: Path) -> Path:
     from latentflow import plotting
-    from latentflow.evaluate import load_module
+    from latentflow.run import load_module
 
     module = load_module(find_checkpoint(args.run))
     plotting.plot_prior_densities(
@@ -77,7 +77,7 @@ def _run_dir(run: str) -> Path:
 def cmd_run(args: argparse.Namespace) -> list[Path]:
     """Every figure a run directory supports."""
     from latentflow import plotting
-    from latentflow.evaluate import load_module
+    from latentflow.run import load_module
 
     run = Path(args.run)
     out_dir = Path(args.out_dir or run / FIGURES_DIR)

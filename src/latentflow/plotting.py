@@ -34,8 +34,8 @@ from matplotlib.figure import Figure
 from torch import Tensor, nn
 
 from latentflow.data.vocab import PAD_TOKEN, UNK_TOKEN, WORD_BOUNDARY, CharVocab
-from latentflow.flows import NLSq, standard_normal_log_prob
-from latentflow.models.priors import AFTimePrior, IAFTimePrior, IndependentPrior, SequencePrior
+from latentflow.flows import Affine, NLSq, standard_normal_log_prob
+from latentflow.models.priors import SequencePrior
 from latentflow.toy import MEANS, ToyFit, fit_mixture_flow, flow_log_prob, mixture_log_prob
 
 PathLike = str | Path
@@ -150,7 +150,7 @@ def plot_toy_densities(
     learned, titled with its test NLL; the suptitle gives the mixture's entropy (the best NLL
     any model can reach). Without ``fits``, fits AF-affine and AF-NLSq (``steps``, ``seed``)."""
     if fits is None:
-        fits = [fit_mixture_flow(t, steps=steps, seed=seed) for t in ("affine", "nlsq")]
+        fits = [fit_mixture_flow(t, steps=steps, seed=seed) for t in (Affine, NLSq)]
     if not fits:
         raise ValueError("plot_toy_densities needs at least one fit")
     points, extent = _grid(lim, grid_size)
@@ -197,17 +197,12 @@ def _find(tokens: list[str], focus: list[str]) -> int:
 def prior_contexts(prior: SequencePrior, z: Tensor, lengths: Tensor) -> Tensor:
     """The context c_t that conditions the hidden flow at every step: [B, T, C].
 
-    AF in time: c_t = LSTM(z_{<t}); IAF in time: c_t = LSTM(eps_{<t}); independent: position.
+    AF in time: c_t = net(z_{<t}); IAF in time: c_t = net(eps_{<t}); independent: position.
     """
-    pos = prior.position(lengths, z.shape[1])  # [B, T, P]
-    if isinstance(prior, IAFTimePrior):
-        eps, _ = prior.eps_and_logdet(z, lengths)
-        return prior.context.parallel(eps, pos)
-    if isinstance(prior, AFTimePrior):
-        return prior.context.parallel(z, pos)
-    if isinstance(prior, IndependentPrior):
-        return pos
-    raise TypeError(f"no context rule for prior {type(prior).__name__}")
+    contexts = getattr(prior, "contexts", None)
+    if contexts is None:
+        raise TypeError(f"prior {type(prior).__name__} has no contexts(z, lengths) method")
+    return contexts(z, lengths)
 
 
 def conditional_log_density(

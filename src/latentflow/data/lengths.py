@@ -76,6 +76,12 @@ class LengthDistribution(nn.Module):
         counts = torch.bincount(lengths_t, minlength=max_length + 1).to(torch.float64)
         return cls(counts, smoothing)
 
+    @classmethod
+    def empty(cls, max_length: int) -> LengthDistribution:
+        """An all-zero placeholder over 1..max_length with no mass: what a model holds until
+        ``load_state_dict`` (a checkpoint) fills it."""
+        return cls(torch.zeros(max_length + 1), smoothing=0.0)
+
     @property
     def max_length(self) -> int:
         """The largest length with non-zero probability (when smoothing > 0)."""

@@ -1,9 +1,10 @@
 """Flow layers over a vector z in R^H, each conditioned on an optional context vector.
 
 Convention (as in nflows): ``forward(x, context) -> (u, logabsdet)`` maps data to noise (the
-density direction); ``inverse(u, context) -> (x, logabsdet)`` maps noise to data (sampling).
-``logabsdet`` is ``log |det d output / d input|`` summed over the last dimension: shape
-``x.shape[:-1]``.
+density direction); ``inverse(u, context) -> (x, logabsdet)`` maps noise to data and is
+differentiable; ``sample(u, context)`` is the same map without autograd, by the fastest exact
+algorithm (the sampling path). ``logabsdet`` is ``log |det d output / d input|`` summed over the
+last dimension: shape ``x.shape[:-1]``.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from latentflow.flows.transforms import ScalarTransform
 
 
 class FlowLayer(nn.Module):
-    """Base class of vector flow layers."""
+    """Base class of vector flow layers (the contract: ``latentflow.protocols.HiddenFlow``)."""
 
     def forward(
         self, x: Tensor, context: Tensor | None = None
@@ -28,23 +29,27 @@ class FlowLayer(nn.Module):
     ) -> tuple[Tensor, Tensor]:  # pragma: no cover
         raise NotImplementedError
 
+    @torch.no_grad()
+    def sample(self, u: Tensor, context: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        """``inverse`` without autograd; layers override it with a faster exact path."""
+        return self.inverse(u, context)
+
 
 class AutoregressiveLayer(FlowLayer):
     r"""Autoregressive flow (AF) over the vector: ``u_i = tau(x_i; MADE(x_{<i}, context))``.
 
-    Density (``forward``) is one MADE pass; sampling (``inverse``) takes H passes, one per
-    dimension in ``order``, reusing the context projection across them. Under ``no_grad`` /
-    ``inference_mode`` (sampling) the passes are incremental, on preallocated buffers; with
-    autograd on, each pass is a full, differentiable MADE pass.
+    Density (``forward``) is one MADE pass. ``inverse`` takes H full, differentiable MADE
+    passes, one per dimension in ``order``; ``sample`` takes H cheap incremental ones
+    (``MADE.fill``) and solves each dimension's scalar equation in the transform's ``solve``.
     """
 
     def __init__(
         self,
         features: int,
         transform: ScalarTransform,
-        context_features: int = 0,
-        hidden_features: int = 100,
-        num_hidden_layers: int = 2,
+        context_features: int,
+        hidden_features: int,
+        num_hidden_layers: int,
         reverse: bool = False,
     ) -> None:
         super().__init__()
@@ -65,8 +70,6 @@ class AutoregressiveLayer(FlowLayer):
         return u, ld.sum(-1)
 
     def inverse(self, u: Tensor, context: Tensor | None = None) -> tuple[Tensor, Tensor]:
-        if not torch.is_grad_enabled():
-            return self._sample(u, context)
         ctx = self.made.context_term(context)
         x = torch.zeros_like(u)
         logabsdet = u.new_zeros(u.shape[:-1])
@@ -78,18 +81,14 @@ class AutoregressiveLayer(FlowLayer):
             logabsdet = logabsdet + ld
         return x, logabsdet
 
-    def _sample(self, u: Tensor, context: Tensor | None) -> tuple[Tensor, Tensor]:
-        """``inverse`` without autograd: H cheap passes instead of H full MADE passes.
-
-        Pass k needs only output ``order[k]``, and its inputs change by one dimension per pass,
-        so the first layer's pre-activation is updated in place (a rank-1 update), the hidden
-        layers run once per pass on preallocated buffers, and the last layer computes only the
-        P rows of that dimension. The log-det is then one density pass at the result (the
-        forward log-det, negated): what ``log_prob`` computes for the same x.
-        """
+    @torch.no_grad()
+    def sample(self, u: Tensor, context: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        """``inverse`` by ``MADE.fill``; the log-det is then one density pass at the result
+        (the forward log-det, negated): what ``log_prob`` computes for the same x. At batch
+        size 1 the scalar equations are solved in Python floats when the transform offers
+        ``solve_float`` (tensor operations cost microseconds each)."""
         made, transform = self.made, self.transform
-        first, *middle, last = made.layers
-        H, P = made.features, made.num_params
+        H = made.features
         ctx = made.context_term(context)
         lead = u.shape[:-1]
         if ctx is not None:
@@ -97,43 +96,23 @@ class AutoregressiveLayer(FlowLayer):
         u_flat = u.expand(*lead, H).reshape(-1, H)  # [N, H]
         N = u_flat.shape[0]
         ctx_flat = None if ctx is None else ctx.expand(*lead, -1).reshape(N, -1)  # [N, hidden]
-        # Masked weights once per call, laid out for the per-dimension passes.
-        w_in = (first.weight * first.mask).t().contiguous().unbind(0)  # H x [hidden]: from x_i
-        w_hidden = [(layer.weight * layer.mask).t().contiguous() for layer in middle]
-        w_out = (last.weight * last.mask).view(H, P, -1).transpose(1, 2).contiguous().unbind(0)
-        b_out = last.bias.view(H, P).unbind(0)  # H x [P]; w_out: H x [hidden, P]
-        pre = first.bias.expand(N, -1).clone()  # [N, hidden]: first layer, x_{<k} filled in
-        if ctx_flat is not None:
-            pre += ctx_flat
-        act = torch.empty_like(pre)  # [N, hidden]
-        hidden = [pre.new_empty(N, w.shape[1]) for w in w_hidden]
-        params = pre.new_empty(N, P)
-        x = u_flat.new_zeros(N, H)
-        if N == 1:  # batch of one: solve in Python floats (see ScalarTransform.solve_scalar)
-            u_vals, x_vals = u_flat[0].tolist(), [0.0] * H
-        for i in made.order.tolist():
-            torch.clamp_min(pre, 0.0, out=act)
-            h = act
-            for w, layer, out in zip(w_hidden, middle, hidden, strict=True):
-                h = torch.addmm(layer.bias, h, w, out=out).clamp_min_(0.0)
-            torch.addmm(b_out[i], h, w_out[i], out=params)  # [N, P]
-            if N == 1:
-                x_vals[i] = xi = self._solve_one(u_vals[i], params)
-                pre.add_(w_in[i], alpha=xi)
-            else:
-                x[:, i] = transform.solve(u_flat[:, i], params)
-                pre.addr_(x[:, i], w_in[i])
-        if N == 1:
-            x = torch.tensor([x_vals], dtype=u.dtype, device=u.device)
+        solve_float = getattr(transform, "solve_float", None)
+        if N == 1 and solve_float is not None:
+            u_vals = u_flat[0].tolist()
+
+            def solve(i: int, params: Tensor) -> Tensor | float:
+                try:
+                    return solve_float(u_vals[i], params[0].tolist())
+                except (OverflowError, ZeroDivisionError):  # extreme parameters: as tensors do
+                    return transform.solve(u_flat[:, i], params)
+        else:
+
+            def solve(i: int, params: Tensor) -> Tensor | float:
+                return transform.solve(u_flat[:, i], params)
+
+        x = made.fill(solve, N, ctx_flat).to(u.dtype)
         _, ld = transform(x, made(x, context_term=ctx_flat))  # [N, H]
         return x.view(*lead, H), -ld.sum(-1).view(lead)
-
-    def _solve_one(self, y: float, params: Tensor) -> float:
-        """The root for one value (params [1, P]) in Python floats, tensors as a fallback."""
-        try:
-            return self.transform.solve_scalar(y, params.tolist()[0])
-        except (OverflowError, ZeroDivisionError):  # extreme parameters: inf/nan, as tensors do
-            return self.transform.solve(params.new_tensor([y]), params).item()
 
 
 class CouplingLayer(FlowLayer):
@@ -147,9 +126,9 @@ class CouplingLayer(FlowLayer):
         self,
         features: int,
         transform: ScalarTransform,
-        context_features: int = 0,
-        hidden_features: int = 100,
-        num_hidden_layers: int = 2,
+        context_features: int,
+        hidden_features: int,
+        num_hidden_layers: int,
         swap: bool = False,
     ) -> None:
         super().__init__()
@@ -194,22 +173,43 @@ class CouplingLayer(FlowLayer):
         x, ld = self.transform.inverse(moved, self._params(keep, context))
         return self._join(keep, x), ld.sum(-1)
 
+    @torch.no_grad()
+    def sample(self, u: Tensor, context: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        keep, moved = self._split(u)
+        params = self._params(keep, context)
+        x = self.transform.solve(moved, params)
+        _, ld = self.transform(x, params)  # log |dx/du| = -log |du/dx| at the root
+        return self._join(keep, x), -ld.sum(-1)
+
 
 class ElementwiseLayer(FlowLayer):
-    r"""Independent scalar transform per dimension, parameters from the context alone
-    (``Linear(context -> H * P)``), or free parameters when there is no context.
+    r"""Independent scalar transform per dimension, parameters from the context alone (an MLP
+    with ``num_hidden_layers`` ReLU layers of ``hidden_features``; 0 layers: one
+    ``Linear(context -> H * P)``), or free parameters when there is no context.
 
     This is the paper's "-AF hidden" ablation (Table 2): no dependencies across hidden.
     """
 
-    def __init__(self, features: int, transform: ScalarTransform, context_features: int = 0):
+    def __init__(
+        self,
+        features: int,
+        transform: ScalarTransform,
+        context_features: int = 0,
+        hidden_features: int = 0,
+        num_hidden_layers: int = 0,
+    ):
         super().__init__()
         self.transform, self.features = transform, features
         n_out = features * transform.num_params
         if context_features:
-            self.net: nn.Module | None = nn.Linear(context_features, n_out)
-            nn.init.uniform_(self.net.weight, -1e-3, 1e-3)
-            nn.init.zeros_(self.net.bias)
+            sizes = [context_features] + [hidden_features] * num_hidden_layers
+            mlp: list[nn.Module] = []
+            for n_in, n_hidden in zip(sizes[:-1], sizes[1:], strict=True):
+                mlp += [nn.Linear(n_in, n_hidden), nn.ReLU()]
+            out = nn.Linear(sizes[-1], n_out)
+            nn.init.uniform_(out.weight, -1e-3, 1e-3)
+            nn.init.zeros_(out.bias)
+            self.net: nn.Module | None = nn.Sequential(*mlp, out) if mlp else out
             self.register_parameter("free", None)
         else:
             self.net = None
@@ -232,6 +232,13 @@ class ElementwiseLayer(FlowLayer):
         x, ld = self.transform.inverse(u, self._params(u, context))
         return x, ld.sum(-1)
 
+    @torch.no_grad()
+    def sample(self, u: Tensor, context: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        params = self._params(u, context)
+        x = self.transform.solve(u, params)
+        _, ld = self.transform(x, params)
+        return x, -ld.sum(-1)
+
 
 class FlowStack(FlowLayer):
     """Layers applied in sequence; ``forward`` data->noise, ``inverse`` in reverse order."""
@@ -251,6 +258,14 @@ class FlowStack(FlowLayer):
         total = u.new_zeros(u.shape[:-1])
         for layer in reversed(self.layers):
             u, ld = layer.inverse(u, context)
+            total = total + ld
+        return u, total
+
+    @torch.no_grad()
+    def sample(self, u: Tensor, context: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        total = u.new_zeros(u.shape[:-1])
+        for layer in reversed(self.layers):
+            u, ld = layer.sample(u, context)
             total = total + ld
         return u, total
 

@@ -6,6 +6,8 @@ Output ``i`` (all ``P`` parameters of dimension ``i``) depends only on the input
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
@@ -40,9 +42,9 @@ class MADE(nn.Module):
         self,
         features: int,
         num_params: int,
-        context_features: int = 0,
-        hidden_features: int = 100,
-        num_hidden_layers: int = 2,
+        context_features: int,
+        hidden_features: int,
+        num_hidden_layers: int,
         order: Tensor | None = None,
     ) -> None:
         super().__init__()
@@ -87,3 +89,49 @@ class MADE(nn.Module):
         for layer in self.layers[1:]:
             h = layer(F.relu(h))
         return h.unflatten(-1, (self.features, self.num_params))  # [..., H, P]
+
+    @torch.no_grad()
+    def fill(
+        self,
+        solve: Callable[[int, Tensor], Tensor | float],
+        num_rows: int,
+        context_term: Tensor | None = None,
+    ) -> Tensor:
+        """Build x [N, H] one dimension at a time, in ``order``, without autograd (sampling).
+
+        For the k-th dimension i = order[k], computes that dimension's parameters given the
+        x already filled in, [N, P], and calls ``solve(i, params)`` for x_i ([N], or a Python
+        float when N = 1). Pass k needs only output i, and its input changes by one dimension
+        per pass, so the first layer's pre-activation is updated in place (rank 1), the hidden
+        layers run once per pass on preallocated buffers and the last layer computes only the
+        P rows of dimension i: H cheap passes instead of H full ones. ``context_term`` is
+        ``self.context_term(context)`` flattened to [N, hidden].
+        """
+        first, *middle, last = self.layers
+        H, P, N = self.features, self.num_params, num_rows
+        # Masked weights once per call, laid out for the per-dimension passes.
+        w_in = (first.weight * first.mask).t().contiguous().unbind(0)  # H x [hidden]: from x_i
+        w_hidden = [(layer.weight * layer.mask).t().contiguous() for layer in middle]
+        w_out = (last.weight * last.mask).view(H, P, -1).transpose(1, 2).contiguous().unbind(0)
+        b_out = last.bias.view(H, P).unbind(0)  # H x [P]; w_out: H x [hidden, P]
+        pre = first.bias.expand(N, -1).clone()  # [N, hidden]: first layer, x_{<k} filled in
+        if context_term is not None:
+            pre += context_term
+        act = torch.empty_like(pre)  # [N, hidden]
+        hidden = [pre.new_empty(N, w.shape[1]) for w in w_hidden]
+        params = pre.new_empty(N, P)
+        x = pre.new_zeros(N, H)
+        for i in self.order.tolist():
+            torch.clamp_min(pre, 0.0, out=act)
+            h = act
+            for w, layer, out in zip(w_hidden, middle, hidden, strict=True):
+                h = torch.addmm(layer.bias, h, w, out=out).clamp_min_(0.0)
+            torch.addmm(b_out[i], h, w_out[i], out=params)  # [N, P]
+            xi = solve(i, params)
+            if isinstance(xi, float):
+                x[0, i] = xi
+                pre.add_(w_in[i], alpha=xi)
+            else:
+                x[:, i] = xi
+                pre.addr_(x[:, i], w_in[i])
+        return x

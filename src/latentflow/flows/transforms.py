@@ -14,6 +14,8 @@ transform applies its own constraints.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
+from typing import Any, NamedTuple
 
 import torch
 from torch import Tensor, nn
@@ -26,7 +28,8 @@ _FAR = 1e60
 
 
 class ScalarTransform(nn.Module):
-    """Base class: an elementwise bijection parameterised by ``params[..., num_params]``."""
+    """Base class: an elementwise bijection parameterised by ``params[..., num_params]``
+    (the contract is ``latentflow.protocols.ScalarTransform``; subclassing is optional)."""
 
     num_params: int = 0
 
@@ -40,15 +43,6 @@ class ScalarTransform(nn.Module):
     def solve(self, y: Tensor, params: Tensor) -> Tensor:
         """The x with ``forward(x, params)[0] == y``, without log-det or gradient (sampling)."""
         return self.inverse(y, params)[0]
-
-    def solve_scalar(self, y: float, params: list[float]) -> float:
-        """``solve`` for a single value, parameters given as a list of Python floats.
-
-        May raise ``OverflowError`` / ``ZeroDivisionError`` on extreme parameters, where the
-        tensor ``solve`` would return inf or nan; callers fall back to ``solve`` then.
-        """
-        p = torch.tensor([params], dtype=torch.float64)
-        return self.solve(torch.tensor([y], dtype=torch.float64), p).item()
 
 
 class Affine(ScalarTransform):
@@ -72,10 +66,6 @@ class Affine(ScalarTransform):
         a, log_b = params.unbind(-1)
         return (y - a) * torch.exp(-log_b), -log_b
 
-    def solve_scalar(self, y: float, params: list[float]) -> float:
-        a, log_b = params
-        return (y - a) * math.exp(-log_b)
-
 
 class NLSq(ScalarTransform):
     r"""Non-linear squared flow ``y = a + b x + c / (1 + (d x + g)^2)`` (paper Eq. 1).
@@ -84,9 +74,10 @@ class NLSq(ScalarTransform):
     ``c = 8 sqrt(3) / (9 d) * b * alpha * tanh(c')`` with ``alpha = 0.95`` (Supp. B), which keeps
     ``dy/dx >= (1 - alpha) b > 0`` everywhere.
 
-    ``forward`` is the closed form (density direction); ``inverse`` solves the cubic in float64
-    (cancellation-free Cardano, then ``newton_steps`` Newton steps) and, when autograd is on, is
-    differentiable through one implicit Newton step.
+    ``forward`` is the closed form (density direction). ``solve`` finds the root of the cubic in
+    float64 (cancellation-free Cardano, then ``newton_steps`` Newton steps): the sampling path.
+    ``inverse`` is that root made differentiable by one implicit Newton step (exact first-order
+    gradients), with its log-det.
 
     >>> t = NLSq()
     >>> p = torch.tensor([[0.1, 0.2, 3.0, -0.5, 0.3]])
@@ -126,8 +117,6 @@ class NLSq(ScalarTransform):
         return y, logabsdet
 
     def inverse(self, y: Tensor, params: Tensor) -> tuple[Tensor, Tensor]:
-        if not torch.is_grad_enabled():  # sampling: the root alone, no implicit-gradient step
-            return self._invert(y, params)
         a, log_b, log_d, g, k = self._unpack(params)
         with torch.no_grad():
             x0 = self._solve(*(t.detach().double() for t in (y, a, log_b, log_d, g, k)))
@@ -144,85 +133,53 @@ class NLSq(ScalarTransform):
         a, log_b, log_d, g, k = self._unpack(params.double())
         return self._solve(y.double(), a, log_b, log_d, g, k).to(y.dtype)
 
-    @torch.no_grad()
-    def _invert(self, y: Tensor, params: Tensor) -> tuple[Tensor, Tensor]:
-        """``inverse`` without autograd, computed in float64: (x, log|dx/dy|), in y's dtype."""
-        a, log_b, log_d, g, k = self._unpack(params.double())
-        x = self._solve(y.double(), a, log_b, log_d, g, k)
-        # -log|dy/dx| at x, as _eval computes it: log b + log(1 - 2 k w / q^2)
-        w = torch.addcmul(g, log_d.exp(), x)
-        q = w.square().add_(1.0)
-        log_slope = (k * w).div_(q.square_()).mul_(-2.0).add_(1.0).log_().add_(log_b)
-        return x.to(y.dtype), log_slope.neg_().to(y.dtype)
-
-    def solve_scalar(self, y: float, params: list[float]) -> float:
-        """``solve`` for one value, in Python floats (double precision): the same arithmetic.
-
-        Sampling an AF layer at batch size 1 solves H scalar equations in sequence; at that size
-        the cost of a tensor operation (microseconds each) dominates, so Python floats are
-        several times faster.
-        """
-        a, log_b, c_raw, log_d, g = params
-        k = _NLSQ_BOUND * self.alpha * math.tanh(c_raw)
-        b, d = math.exp(log_b), math.exp(log_d)
-        c = k * b / d
-        s = min(max((y - a) * d / b + g, -_FAR), _FAR)
-        s2, ks = s * s, k * s
-        q = s * (s2 * (-2.0 / 27.0) - 2.0 / 3.0) + k
-        disc = (((s2 - ks + 2.0) * s2 - 9.0 * ks + 1.0) / 27.0) + 0.25 * k * k
-        root = -(math.copysign(math.sqrt(max(disc, 0.0)), q) + 0.5 * q)
-        u = math.copysign(abs(root) ** (1.0 / 3.0), root)
-        x = (u - (1.0 / 3.0 - s2 / 9.0) / u + s / 3.0 - g) / d
-        for _ in range(self.newton_steps):
-            w = d * x + g
-            q = 1.0 + w * w
-            x -= (b * x - (y - a) + c / q) / (b * (1.0 - 2.0 * k * w / (q * q)))
-        return x
-
     def _solve(
         self, y: Tensor, a: Tensor, log_b: Tensor, log_d: Tensor, g: Tensor, k: Tensor
     ) -> Tensor:
-        """Unique real root of f(x) = y, float64 (Supp. B): Cardano's formula, then Newton.
+        return nlsq_root(y - a, log_b.exp(), log_d.exp(), g, k, self.newton_steps, _TENSOR)
 
-        In w = d x + g the equation reads (w - s)(1 + w^2) + k = 0 with s = (y - a) d / b + g,
-        i.e. the monic cubic w^3 - s w^2 + w + (k - s) = 0; with w = t + s / 3 its depressed
-        form is t^3 + p t + q = 0. f is increasing, so the cubic has one real root and its
-        discriminant (q/2)^2 + (p/3)^3 is > 0. Both the discriminant (expanded, so its s^6
-        terms cancel exactly) and the root (t = u - p / 3u, u^3 of the sign of -q) avoid
-        cancellation; ``newton_steps`` Newton steps in x then polish the residual (and finish
-        the job where s was clipped: there f is affine to double precision).
-        Written with in-place and fused ops: at sampling sizes each op's overhead dominates.
-        """
-        b, d = log_b.exp(), log_d.exp()
-        c = k * b / d
-        ya = y - a
-        s = torch.addcmul(g, ya, d / b).clamp_(-_FAR, _FAR)
-        s2, ks = s * s, k * s
-        q = torch.addcmul(k, s, s2.mul(-2.0 / 27.0).sub_(2.0 / 3.0))
-        disc = (s2 - ks).add_(2.0).mul_(s2).add_(ks, alpha=-9.0).add_(1.0).div_(27.0)
-        disc.addcmul_(k, k, value=0.25)
-        root = torch.copysign(disc.clamp_min_(0.0).sqrt_(), q).add_(q, alpha=0.5).neg_()
-        u = root.abs().pow_(1.0 / 3.0).copysign_(root)
-        w = torch.addcdiv(u, s2.mul(-1.0 / 9.0).add_(1.0 / 3.0), u, value=-1.0)
-        x = w.add_(s, alpha=1.0 / 3.0).sub_(g).div_(d)
-        for _ in range(self.newton_steps):
-            w = torch.addcmul(g, d, x)
-            q = w.square().add_(1.0)
-            residual = torch.addcdiv((b * x).sub_(ya), c, q)  # f(x) - y
-            slope = (k * w).div_(q.square_()).mul_(-2.0).add_(1.0).mul_(b)
-            x = x - residual.div_(slope)
-        return x
+    def solve_float(self, y: float, params: list[float]) -> float:
+        """``solve`` for one value with parameters as Python floats: the same arithmetic
+        (``nlsq_root``). Sampling an AF layer at batch size 1 solves H scalar equations in
+        sequence, where a tensor operation's overhead (microseconds) dominates."""
+        a, log_b, c_raw, log_d, g = params
+        k = _NLSQ_BOUND * self.alpha * math.tanh(c_raw)
+        return nlsq_root(y - a, math.exp(log_b), math.exp(log_d), g, k, self.newton_steps, _FLOAT)
 
 
-def _cbrt(v: Tensor) -> Tensor:
-    return torch.copysign(v.abs().pow(1.0 / 3.0), v)
+class _Ops(NamedTuple):
+    sqrt: Callable[[Any], Any]
+    copysign: Callable[[Any, Any], Any]
+    clamp: Callable[[Any, float, float], Any]
 
 
-TRANSFORMS: dict[str, type[ScalarTransform]] = {"affine": Affine, "nlsq": NLSq}
+_TENSOR = _Ops(torch.sqrt, torch.copysign, torch.clamp)
+_FLOAT = _Ops(math.sqrt, math.copysign, lambda v, lo, hi: min(max(v, lo), hi))
 
 
-def make_transform(name: str) -> ScalarTransform:
-    """Scalar transform by name (``affine`` or ``nlsq``); ValueError naming the key otherwise."""
-    if name not in TRANSFORMS:
-        raise ValueError(f"transform.name must be one of {sorted(TRANSFORMS)}, got {name!r}")
-    return TRANSFORMS[name]()
+def nlsq_root(ya: Any, b: Any, d: Any, g: Any, k: Any, newton_steps: int, ops: _Ops) -> Any:
+    """The unique real x with ``b x + k (b / d) / (1 + (d x + g)^2) = ya`` (Supp. B), in the
+    arithmetic of its arguments (float64 tensors, or Python floats with ``_FLOAT``): the one
+    cubic solver, used by ``NLSq.solve``, ``NLSq.inverse`` and ``NLSq.solve_float``.
+
+    In w = d x + g the equation reads (w - s)(1 + w^2) + k = 0 with s = ya d / b + g, i.e. the
+    monic cubic w^3 - s w^2 + w + (k - s) = 0; with w = t + s / 3 its depressed form is
+    t^3 + p t + q = 0. f is increasing, so the cubic has one real root and its discriminant
+    (q/2)^2 + (p/3)^3 is > 0. Both the discriminant (expanded, so its s^6 terms cancel exactly)
+    and the root (t = u - p / 3u, u^3 of the sign of -q) avoid cancellation; ``newton_steps``
+    Newton steps in x then polish the residual (and finish the job where s was clipped to
+    +-1e60: there f is affine to double precision).
+    """
+    c = k * b / d
+    s = ops.clamp(g + ya * (d / b), -_FAR, _FAR)
+    s2, ks = s * s, k * s
+    q = s * (s2 * (-2.0 / 27.0) - 2.0 / 3.0) + k
+    disc = ((s2 - ks + 2.0) * s2 - 9.0 * ks + 1.0) / 27.0 + 0.25 * k * k
+    root = -(ops.copysign(ops.sqrt(ops.clamp(disc, 0.0, math.inf)), q) + 0.5 * q)
+    u = ops.copysign(abs(root) ** (1.0 / 3.0), root)
+    x = (u - (s2 * (-1.0 / 9.0) + 1.0 / 3.0) / u + s * (1.0 / 3.0) - g) / d
+    for _ in range(newton_steps):
+        w = d * x + g
+        q = 1.0 + w * w
+        x = x - (b * x - ya + c / q) / ((k * w / (q * q) * -2.0 + 1.0) * b)
+    return x

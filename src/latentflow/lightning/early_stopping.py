@@ -14,12 +14,12 @@ class EarlyStoppingAfter(EarlyStopping):
     ``EarlyStopping`` counts those epochs as "no improvement" and, because Lightning honours
     ``min_epochs`` by merely postponing a stop it already decided, ends the run right at
     ``min_epochs`` even when the NLL is still improving. Here epochs before ``start_epoch``
-    neither count towards patience nor set the best score.
+    neither count towards patience nor set the best score. ``start_epoch=None`` is 0.
     """
 
-    def __init__(self, start_epoch: int = 0, start_step: int = 0, **kwargs) -> None:
+    def __init__(self, start_epoch: int | None = 0, start_step: int = 0, **kwargs) -> None:
         super().__init__(**kwargs)
-        self.start_epoch, self.start_step = start_epoch, start_step
+        self.start_epoch, self.start_step = start_epoch or 0, start_step
 
     def _run_early_stopping_check(self, trainer: pl.Trainer) -> None:
         if trainer.current_epoch < self.start_epoch or trainer.global_step < self.start_step:

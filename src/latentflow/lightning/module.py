@@ -22,9 +22,11 @@ import pytorch_lightning as pl
 import torch
 from torchmetrics import SumMetric
 
+from latentflow.components import ComponentError, instantiate
 from latentflow.lightning.anneal import KLSchedule
-from latentflow.models.factory import build_model
+from latentflow.models.build import build_net, has_prior
 from latentflow.models.objectives import nll_metrics
+from latentflow.protocols import ValidationLRSchedule, missing_members
 
 # The epoch metrics are logged from sums already reduced over ranks (SumMetric syncs in compute),
 # so Lightning's advice to add sync_dist=True does not apply.
@@ -38,22 +40,23 @@ SUMS = ("log_px", "log_pT", "var", "recon", "kl", "tokens", "sequences")
 class SequenceLitModule(pl.LightningModule):
     """Trains with the K-sample ELBO (KL-annealed), evaluates with importance-sampled NLL.
 
-    Every constructor argument is a plain value saved in the checkpoint, so
-    ``SequenceLitModule.load_from_checkpoint(path)`` rebuilds the model with no config file.
-    ``data_config`` (the datamodule's config) lets ``latentflow-eval`` rebuild the data, and
-    ``run_config`` is the whole resolved run config, kept for provenance. ``seed`` keys the
-    per-batch random streams (module docstring); None keeps PyTorch's global stream as it is.
+    ``components`` holds the resolved ``_target_`` nodes of the run as plain data: ``model``,
+    ``prior`` (None for a model without one), ``optimizer`` and ``lr_schedule`` (None for a
+    constant learning rate). They and every other constructor argument are saved in the
+    checkpoint, so ``SequenceLitModule.load_from_checkpoint(path)`` rebuilds the model with no
+    config file, a user's own classes included. ``length_distribution`` (p(T), from the data)
+    is not a hyperparameter: it travels in the state dict. ``data_config`` (the datamodule's
+    node) lets ``latentflow-eval`` rebuild the data, and ``run_config`` is the whole resolved
+    run config, kept for provenance. ``seed`` keys the per-batch random streams (module
+    docstring); None keeps PyTorch's global stream as it is.
     """
 
     def __init__(
         self,
-        model: dict[str, Any],
-        prior: dict[str, Any] | None,
-        transform: str,
+        components: dict[str, Any],
         data: dict[str, Any],
         data_config: dict[str, Any] | None = None,
         vocab: list[str] | None = None,
-        lr: float = 1e-3,
         elbo_samples: int = 10,
         eval_samples: int = 50,
         eval_chunk: int = 10,
@@ -62,15 +65,24 @@ class SequenceLitModule(pl.LightningModule):
         max_nonfinite_steps: int = 20,
         run_config: dict[str, Any] | None = None,
         seed: int | None = None,
+        monitor: str = "val/nll",
+        length_distribution: torch.nn.Module | None = None,
     ) -> None:
         super().__init__()
-        self.save_hyperparameters()
-        self.net = build_model(model, prior, transform, data)
-        self.is_flow = model.get("kind", "flow") == "flow"
+        self.save_hyperparameters(ignore=["length_distribution"])
+        self.net = build_net(components, data, length_distribution)
+        self.is_flow = has_prior(self.net)
         self.text = data["kind"] == "text"
         self.vocab = vocab
+        self.make_optimizer = instantiate(components["optimizer"], "optimizer", partial=True)
+        schedule = components.get("lr_schedule")
+        self.make_lr_schedule = (
+            None if schedule is None else instantiate(schedule, "lr_schedule", partial=True)
+        )
+        self.lr_schedule: ValidationLRSchedule | None = None  # set by configure_optimizers
+        self._lr_schedule_state: dict[str, Any] | None = None
         self.schedule = KLSchedule(**(anneal or {"kind": "none"}))
-        self.elbo_samples = elbo_samples if self.is_flow else 1
+        self.elbo_samples = elbo_samples
         self.eval_samples, self.eval_chunk = eval_samples, eval_chunk
         self.val_samples = val_samples  # S for the per-epoch validation inside fit (None: S)
         self.max_nonfinite_steps = max_nonfinite_steps
@@ -113,6 +125,8 @@ class SequenceLitModule(pl.LightningModule):
 
     def on_train_batch_start(self, batch: Any, batch_idx: int) -> None:
         self._batch_idx = batch_idx
+        if batch_idx == 0 and self.make_lr_schedule is not None and self._trainer is not None:
+            self.log("train/lr", self.trainer.optimizers[0].param_groups[0]["lr"])
         if self.seed is not None:
             # The noise of this batch (ELBO samples, dropout) depends only on where it is.
             seed = self._stream_seed(0, self.global_rank, self.current_epoch, batch_idx)
@@ -159,8 +173,41 @@ class SequenceLitModule(pl.LightningModule):
                 "learning rate or check the data; raise train.max_nonfinite_steps to allow more."
             )
 
-    def configure_optimizers(self) -> torch.optim.Optimizer:
-        return torch.optim.Adam(self.parameters(), lr=self.hparams.lr)
+    def configure_optimizers(self) -> Any:
+        """``optimizer`` called with the parameters; ``lr_schedule`` with the optimizer: a torch
+        LR scheduler (Lightning steps it once per epoch) or a validation-driven schedule
+        (``ValidationLRSchedule``, stepped here after every validation)."""
+        optimizer = self.make_optimizer(self.parameters())
+        if self.make_lr_schedule is None:
+            return optimizer
+        schedule = self.make_lr_schedule(optimizer)
+        if isinstance(schedule, torch.optim.lr_scheduler.LRScheduler):
+            return {"optimizer": optimizer, "lr_scheduler": {"scheduler": schedule}}
+        if isinstance(schedule, torch.optim.lr_scheduler.ReduceLROnPlateau):
+            scheduler = {"scheduler": schedule, "monitor": self.hparams.monitor}
+            return {"optimizer": optimizer, "lr_scheduler": scheduler}
+        missing = missing_members(schedule, ValidationLRSchedule)
+        if missing:
+            raise ComponentError(
+                f"lr_schedule: {type(schedule).__name__} is neither a torch LR scheduler nor a "
+                f"ValidationLRSchedule (latentflow.protocols): missing {', '.join(missing)}"
+            )
+        if self._lr_schedule_state is not None:  # a resumed run
+            schedule.load_state_dict(self._lr_schedule_state)
+        self.lr_schedule = schedule
+        return optimizer
+
+    def on_validation_end(self) -> None:
+        """Step a validation-driven LR schedule (after the callbacks: a checkpoint written at
+        this validation holds the schedule's state from before it)."""
+        schedule, trainer = self.lr_schedule, self._trainer
+        if schedule is None or trainer is None or trainer.sanity_checking:
+            return
+        if trainer.state.fn != "fit":
+            return
+        value = trainer.callback_metrics.get(schedule.monitor)
+        if value is not None:
+            schedule.on_validation(float(value), trainer.current_epoch, trainer.global_step)
 
     # ------------------------------------------------------------------ evaluation
     def _eval_step(self, batch: dict[str, torch.Tensor], stage: str) -> None:
@@ -223,6 +270,10 @@ class SequenceLitModule(pl.LightningModule):
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         checkpoint["kl_weight"] = self.kl_weight() if self._trainer is not None else None
         checkpoint["nonfinite_in_a_row"] = self.nonfinite_in_a_row
+        if self.lr_schedule is not None:
+            checkpoint["lr_schedule"] = self.lr_schedule.state_dict()
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        # Before configure_optimizers on a resume: the schedule picks its state up there.
         self.nonfinite_in_a_row = checkpoint.get("nonfinite_in_a_row", 0)
+        self._lr_schedule_state = checkpoint.get("lr_schedule")

@@ -6,6 +6,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
+from latentflow.data.lengths import LengthDistribution
 from latentflow.models.emission import emission_log_prob, emission_sample
 from latentflow.models.position import LengthConditioning, sequence_mask
 from latentflow.models.recurrent import lstm_step
@@ -19,17 +20,22 @@ class LSTMLanguageModel(nn.Module):
         self,
         num_features: int,
         max_length: int,
-        text: bool = True,
-        embed_dim: int = 500,
-        hidden_dim: int = 500,
-        num_layers: int = 2,
-        dropout: float = 0.1,
-        pos_dim: int = 32,
-        tie_weights: bool = True,
-        length_distribution: nn.Module | None = None,
+        text: bool,
+        *,
+        embed_dim: int,
+        hidden_dim: int,
+        num_layers: int,
+        dropout: float,
+        pos_dim: int,
+        tie_weights: bool,
+        length_distribution: LengthDistribution | None = None,
     ) -> None:
         super().__init__()
+        if not 0.0 <= dropout < 1.0:
+            raise ValueError(f"dropout must lie in [0, 1), got {dropout}")
         self.text = text
+        if length_distribution is None:
+            length_distribution = LengthDistribution.empty(max_length)
         self.length_distribution = length_distribution
         self.embed = nn.Embedding(num_features, embed_dim) if text else None
         self.embed_music = None if text else nn.Linear(num_features, embed_dim)

@@ -1,58 +1,55 @@
 """Flow priors p(z_{1:T} | T) over a latent sequence z in R^{T x H} (paper Sec. 4.3).
 
-Each prior is a time-wise flow wrapped around a hidden flow (``latentflow.flows``) applied at
-every step and conditioned on a time-wise context c_t:
+Each prior is a time-wise flow wrapped around a hidden flow (``prior.flow``, applied at every
+step) conditioned on a time-wise context c_t from a time conditioner (``prior.conditioner``):
 
-* ``AFTimePrior`` -- AF in time: c_t = LSTM(z_{<t}). Density is one parallel (teacher-forced)
-  LSTM pass plus one hidden-flow pass; sampling is serial in time (AF/AF, AF/SCF, ablations).
-* ``IAFTimePrior`` -- IAF in time: c_t = LSTM(eps_{<t}). Sampling is parallel in time (all of
+* ``AFTimePrior`` -- AF in time: c_t = net(z_{<t}). Density is one parallel (teacher-forced)
+  conditioner pass plus one hidden-flow pass; sampling is serial in time (AF/AF, AF/SCF, the
+  ablations).
+* ``IAFTimePrior`` -- IAF in time: c_t = net(eps_{<t}). Sampling is parallel in time (all of
   eps is drawn first); density is serial in time (IAF/SCF).
 * ``IndependentPrior`` -- no time dynamics: c_t = position features only ("AF-only").
 
 All share ``log_prob(z, lengths) -> [B]`` and ``sample(lengths) -> (z, log_prob)``; padded
-positions (t >= T_b) never enter any term and are zero in samples.
+positions (t >= T_b) never enter any term and are zero in samples. The parts are injected:
+``flow`` is called as ``flow(features=H, context_features=C)`` and ``conditioner`` as
+``conditioner(in_features=H, position_features=P)`` (factories, e.g. ``functools.partial`` or
+config nodes; ``latentflow.protocols``).
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any
+
 import torch
 from torch import Tensor, nn
 
-from latentflow.flows import FlowStack, hidden_flow, standard_normal_log_prob
+from latentflow.flows import standard_normal_log_prob
 from latentflow.models.position import LengthConditioning, sequence_mask
-from latentflow.models.recurrent import LSTMState, lstm_step, native_rnn
+from latentflow.models.recurrent import native_rnn
+from latentflow.protocols import HiddenFlow, TimeConditioner
 
-TIME_FLOWS = ("af", "iaf", "none")
+FlowFactory = Callable[..., HiddenFlow]
+ConditionerFactory = Callable[..., TimeConditioner]
 
 
 class SequencePrior(nn.Module):
     """Base class: a hidden flow at each step, conditioned on a time-wise context."""
 
-    def __init__(
-        self,
-        latent_dim: int,
-        max_length: int,
-        hidden_flow_kind: str = "af",
-        transform: str = "nlsq",
-        num_flow_layers: int = 5,
-        flow_hidden: int = 100,
-        pos_dim: int = 32,
-        context_dim: int = 0,
-    ) -> None:
+    def __init__(self, latent_dim: int, max_length: int, pos_dim: int) -> None:
         super().__init__()
+        if latent_dim < 1:
+            raise ValueError(f"latent_dim must be >= 1, got {latent_dim}")
         self.latent_dim = latent_dim
         self.position = LengthConditioning(max_length, pos_dim)
-        self.flow: FlowStack = hidden_flow(
-            hidden_flow_kind,
-            latent_dim,
-            context_dim or self.position.out_features,
-            transform,
-            num_flow_layers,
-            flow_hidden,
-        )
 
     def eps_and_logdet(self, z: Tensor, lengths: Tensor) -> tuple[Tensor, Tensor]:
         """Noise eps [B, T, H] and per-step log|det d eps_t / d z_t| [B, T] (density map)."""
+        raise NotImplementedError  # pragma: no cover
+
+    def contexts(self, z: Tensor, lengths: Tensor) -> Tensor:
+        """The context c_t that conditions the hidden flow at every step: [B, T, C]."""
         raise NotImplementedError  # pragma: no cover
 
     def log_prob(self, z: Tensor, lengths: Tensor) -> Tensor:
@@ -90,75 +87,43 @@ class SequencePrior(nn.Module):
         return z.masked_fill(~mask[..., None], 0.0), log_p
 
 
-class _RecurrentContext(nn.Module):
-    """A 2-layer LSTM over [v_{t-1} ; position(t)] giving the context c_t for step t."""
-
-    def __init__(self, in_dim: int, pos_features: int, hidden: int, layers: int, dropout: float):
-        super().__init__()
-        self.lstm = nn.LSTM(
-            in_dim + pos_features,
-            hidden,
-            layers,
-            batch_first=True,
-            dropout=dropout if layers > 1 else 0.0,
-        )
-        self.dropout = nn.Dropout(dropout)
-        self.start = nn.Parameter(torch.zeros(in_dim))  # v_0
-
-    def shifted_inputs(self, v: Tensor, pos: Tensor) -> Tensor:
-        start = self.start.expand(v.shape[0], 1, -1)  # [B, 1, H]
-        return torch.cat([torch.cat([start, v[:, :-1]], 1), pos], -1)  # [B, T, H + P]
-
-    def parallel(self, v: Tensor, pos: Tensor) -> Tensor:
-        """Contexts of all steps at once (teacher-forced): [B, T, hidden]."""
-        out, _ = self.lstm(self.shifted_inputs(v, pos))
-        return self.dropout(out)
-
-    def step(self, v_prev: Tensor | None, pos_t: Tensor, state: LSTMState | None):
-        """One step: v_prev [B, H] (None at t = 0), pos_t [B, P] -> (c_t [B, hidden], state).
-
-        Through ``lstm_step`` (``torch.lstm_cell`` per layer): one ``nn.LSTM`` call per step
-        would re-lay out the weights every time on CPU (oneDNN), several times the step's
-        arithmetic. Used by the serial loops: IAF density, AF sampling."""
-        if v_prev is None:
-            v_prev = self.start.expand(pos_t.shape[0], -1)
-        out, state = lstm_step(self.lstm, torch.cat([v_prev, pos_t], -1), state)
-        return self.dropout(out), state
+def build_part(part: Any, **wiring: Any) -> nn.Module:
+    """A part given as a module is used as it is; a factory is called with the wiring."""
+    return part if isinstance(part, nn.Module) else part(**wiring)
 
 
 class AFTimePrior(SequencePrior):
-    """AF in time: z_t = f_hidden(eps_t; c_t), c_t = LSTM(z_{<t}, position)."""
+    """AF in time: z_t = f_hidden(eps_t; c_t), c_t = conditioner(z_{<t}, position)."""
 
     def __init__(
         self,
         latent_dim: int,
         max_length: int,
-        hidden_flow_kind: str = "af",
-        transform: str = "nlsq",
-        num_flow_layers: int = 5,
-        flow_hidden: int = 100,
-        pos_dim: int = 32,
-        lstm_hidden: int = 500,
-        lstm_layers: int = 2,
-        dropout: float = 0.2,
+        *,
+        flow: FlowFactory,
+        conditioner: ConditionerFactory,
+        pos_dim: int,
     ) -> None:
-        super().__init__(
-            latent_dim,
-            max_length,
-            hidden_flow_kind,
-            transform,
-            num_flow_layers,
-            flow_hidden,
-            pos_dim,
-            context_dim=lstm_hidden,
+        super().__init__(latent_dim, max_length, pos_dim)
+        P = self.position.out_features
+        # Parameters are drawn in the order position, flow, conditioner (that of 0.1, so a seed
+        # gives the same initial weights), but the flow needs the conditioner's width first:
+        # build the conditioner once to read it, then again after the flow.
+        rng = torch.get_rng_state()
+        C = build_part(conditioner, in_features=latent_dim, position_features=P).out_features
+        torch.set_rng_state(rng)
+        self.flow: HiddenFlow = build_part(flow, features=latent_dim, context_features=C)
+        self.context: TimeConditioner = build_part(
+            conditioner, in_features=latent_dim, position_features=P
         )
-        self.context = _RecurrentContext(
-            latent_dim, self.position.out_features, lstm_hidden, lstm_layers, dropout
-        )
+        if self.context.out_features != C:
+            raise ValueError("the conditioner's out_features changed between two builds")
+
+    def contexts(self, z: Tensor, lengths: Tensor) -> Tensor:
+        return self.context.parallel(z, self.position(lengths, z.shape[1]))  # [B, T, C]
 
     def eps_and_logdet(self, z: Tensor, lengths: Tensor) -> tuple[Tensor, Tensor]:
-        ctx = self.context.parallel(z, self.position(lengths, z.shape[1]))  # [B, T, C]
-        return self.flow(z, ctx)
+        return self.flow(z, self.contexts(z, lengths))
 
     def sample(self, lengths, temperature=1.0, generator=None):
         eps = self._draw_eps(lengths, temperature, generator)  # [B, T, H]
@@ -166,20 +131,21 @@ class AFTimePrior(SequencePrior):
         zs, lds, state, z_prev = [], [], None, None
         for t in range(eps.shape[1]):  # serial in time: c_t needs z_{t-1}
             ctx, state = self.context.step(z_prev, pos[:, t], state)
-            z_prev, ld = self.flow.inverse(eps[:, t], ctx)
+            z_prev, ld = self.flow.sample(eps[:, t], ctx)
             zs.append(z_prev)
             lds.append(ld)
         return self._finish(torch.stack(zs, 1), eps, torch.stack(lds, 1), lengths)
 
 
 class IAFTimePrior(AFTimePrior):
-    """IAF in time: z_t = f_hidden(eps_t; c_t), c_t = LSTM(eps_{<t}, position).
+    """IAF in time: z_t = f_hidden(eps_t; c_t), c_t = conditioner(eps_{<t}, position).
 
     Sampling is parallel in time; density evaluation is serial (eps_{t-1} is needed for c_t).
     """
 
-    def __init__(self, *args, dropout: float = 0.0, **kwargs) -> None:
-        super().__init__(*args, dropout=dropout, **kwargs)
+    def contexts(self, z: Tensor, lengths: Tensor) -> Tensor:
+        eps, _ = self.eps_and_logdet(z, lengths)
+        return self.context.parallel(eps, self.position(lengths, z.shape[1]))
 
     def eps_and_logdet(self, z: Tensor, lengths: Tensor) -> tuple[Tensor, Tensor]:
         pos = self.position(lengths, z.shape[1])  # [B, T, P]
@@ -195,7 +161,7 @@ class IAFTimePrior(AFTimePrior):
         eps = self._draw_eps(lengths, temperature, generator)  # [B, T, H]
         with native_rnn():  # one LSTM call: skip oneDNN's per-call weight re-layout
             ctx = self.context.parallel(eps, self.position(lengths, eps.shape[1]))  # [B, T, C]
-        z, inv_ld = self.flow.inverse(eps, ctx)  # all steps at once
+        z, inv_ld = self.flow.sample(eps, ctx)  # all steps at once
         return self._finish(z, eps, inv_ld, lengths)
 
 
@@ -205,42 +171,19 @@ class IndependentPrior(SequencePrior):
     The paper's "AF only" row of Table 1 (a "unigram" prior).
     """
 
+    def __init__(self, latent_dim: int, max_length: int, *, flow: FlowFactory, pos_dim: int):
+        super().__init__(latent_dim, max_length, pos_dim)
+        self.flow: HiddenFlow = build_part(
+            flow, features=latent_dim, context_features=self.position.out_features
+        )
+
+    def contexts(self, z: Tensor, lengths: Tensor) -> Tensor:
+        return self.position(lengths, z.shape[1])
+
     def eps_and_logdet(self, z: Tensor, lengths: Tensor) -> tuple[Tensor, Tensor]:
-        return self.flow(z, self.position(lengths, z.shape[1]))
+        return self.flow(z, self.contexts(z, lengths))
 
     def sample(self, lengths, temperature=1.0, generator=None):
         eps = self._draw_eps(lengths, temperature, generator)
-        z, inv_ld = self.flow.inverse(eps, self.position(lengths, eps.shape[1]))
+        z, inv_ld = self.flow.sample(eps, self.position(lengths, eps.shape[1]))
         return self._finish(z, eps, inv_ld, lengths)
-
-
-def build_prior(
-    time_flow: str,
-    hidden_flow: str,
-    transform: str,
-    latent_dim: int,
-    max_length: int,
-    num_flow_layers: int = 5,
-    flow_hidden: int = 100,
-    pos_dim: int = 32,
-    lstm_hidden: int = 500,
-    lstm_layers: int = 2,
-    dropout: float = 0.2,
-) -> SequencePrior:
-    """The priors of Tables 1-2 by name: ``time_flow`` in {af, iaf, none}, ``hidden_flow`` in
-    {af, scf, elementwise}, ``transform`` in {nlsq, affine}."""
-    if time_flow not in TIME_FLOWS:
-        raise ValueError(f"prior.time_flow must be one of {list(TIME_FLOWS)}, got {time_flow!r}")
-    common = dict(
-        latent_dim=latent_dim,
-        max_length=max_length,
-        hidden_flow_kind=hidden_flow,
-        transform=transform,
-        num_flow_layers=num_flow_layers,
-        flow_hidden=flow_hidden,
-        pos_dim=pos_dim,
-    )
-    if time_flow == "none":
-        return IndependentPrior(**common)
-    cls = AFTimePrior if time_flow == "af" else IAFTimePrior
-    return cls(**common, lstm_hidden=lstm_hidden, lstm_layers=lstm_layers, dropout=dropout)

@@ -4,14 +4,16 @@ p(z|T), and conditionally independent emissions p(x_t | z_{1:T}, T) from a BiLST
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 import torch
 from torch import Tensor, nn
 
+from latentflow.data.lengths import LengthDistribution
 from latentflow.models.emission import emission_log_prob, emission_sample
 from latentflow.models.objectives import importance_sampled_log_likelihood
 from latentflow.models.position import LengthConditioning, sequence_mask
-from latentflow.models.priors import SequencePrior
+from latentflow.models.priors import SequencePrior, build_part
 from latentflow.models.recurrent import bidirectional_lstm, native_rnn
 
 LOG_2PI = math.log(2 * math.pi)
@@ -26,32 +28,41 @@ class LatentFlowModel(nn.Module):
     """Latent-variable model with a flow prior over a continuous latent sequence.
 
     Args:
-        prior: a ``SequencePrior`` over z in R^{T x latent_dim}.
+        prior: the prior p(z | T) over z in R^{T x H}: a ``SequencePrior`` module, or a
+            factory called as ``prior(max_length=...)`` (a config node); H is its
+            ``latent_dim``, the size of z_t everywhere in the model.
         num_features: V (text vocabulary, padding id 0) or 88 (piano keys).
         max_length: largest T the length one-hots cover (longer ones clamp).
         text: Categorical emissions (True) or 88 independent Bernoullis (False).
+        embed_dim, hidden_dim, num_layers: embedding size; width and depth of the BiLSTMs of
+            q(z | x) and p(x | z).
+        pos_dim: size of each length-conditioning embedding.
         tie_weights: tie the encoder's input embedding and the decoder's output layer (text).
-        length_distribution: p(T) (a module with ``log_prob`` and ``sample``); optional.
+        length_distribution: p(T) (``LengthDistribution``); None gives an empty one of the
+            right size, filled by ``load_state_dict`` (a checkpoint).
     """
 
     def __init__(
         self,
-        prior: SequencePrior,
+        prior: SequencePrior | Callable[..., SequencePrior],
         num_features: int,
         max_length: int,
-        text: bool = True,
-        embed_dim: int = 500,
-        hidden_dim: int = 500,
-        num_layers: int = 2,
-        pos_dim: int = 32,
-        tie_weights: bool = True,
-        length_distribution: nn.Module | None = None,
+        text: bool,
+        *,
+        embed_dim: int,
+        hidden_dim: int,
+        num_layers: int,
+        pos_dim: int,
+        tie_weights: bool,
+        length_distribution: LengthDistribution | None = None,
     ) -> None:
         super().__init__()
-        self.text, self.latent_dim = text, prior.latent_dim
-        self.prior = prior
+        self.text = text
+        self.prior = build_part(prior, max_length=max_length)
+        self.latent_dim = H = self.prior.latent_dim
+        if length_distribution is None:
+            length_distribution = LengthDistribution.empty(max_length)
         self.length_distribution = length_distribution
-        H = prior.latent_dim
         # q(z | x): BiLSTM over [x embedding ; length one-hots] -> mean, log-variance per step
         self.embed = nn.Embedding(num_features, embed_dim) if text else None
         self.embed_music = None if text else nn.Linear(num_features, embed_dim)

@@ -1,0 +1,131 @@
+"""Generation from a trained model: drawing in batches, and writing text or MIDI files.
+
+What ``latentflow-sample`` writes (``latentflow.run.sample``):
+
+* text: ``samples.txt``, one decoded sentence per line (word boundaries restored);
+* music: ``midi/sample_000.mid`` ... (standard MIDI files), ``png/sample_000.png`` (piano
+  rolls) and ``rolls.npz`` (``rolls`` [N, T_max, 88] uint8, zero past each length; ``lengths``
+  [N]);
+* always: ``samples.json`` (settings, lengths, log p(z | T) per sample for flow models, time).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from omegaconf import DictConfig
+from torch import Tensor, nn
+
+from latentflow.config_checks import ConfigError
+from latentflow.models.recurrent import native_rnn
+
+
+@torch.inference_mode()
+def generate(
+    net: nn.Module,
+    lengths: Tensor,
+    batch_size: int = 64,
+    temperature: float = 1.0,
+    argmax: bool = False,
+    generator: torch.Generator | None = None,
+) -> tuple[list[Tensor], Tensor | None]:
+    """Sample one sequence per entry of ``lengths`` [N], ``batch_size`` at a time, in order.
+
+    Returns the sequences (CPU tensors, ``[T_i]`` ids or ``[T_i, 88]`` rolls) and, for flow
+    models, log p(z | T) of each latent sample ([N], float64), else None.
+    """
+    net.eval()
+    xs: list[Tensor] = []
+    log_pz: list[Tensor] = []
+    for start in range(0, len(lengths), batch_size):
+        chunk = lengths[start : start + batch_size]
+        with native_rnn():  # the decoder's BiLSTM too (see latentflow.models.recurrent)
+            out = net.sample(
+                lengths=chunk, temperature=temperature, argmax=argmax, generator=generator
+            )
+        x = out["x"].cpu()
+        xs.extend(x[i, : int(T)] for i, T in enumerate(chunk))
+        if "log_pz" in out:
+            log_pz.append(out["log_pz"].double().cpu())
+    return xs, (torch.cat(log_pz) if log_pz else None)
+
+
+def draw_lengths(
+    net: nn.Module, num_samples: int, length: int | None, generator: torch.Generator
+) -> Tensor:
+    """``num_samples`` lengths: all ``length``, or (None) drawn from the model's p(T)."""
+    if length is None:
+        return net.length_distribution.sample(num_samples, generator=generator).cpu()
+    return torch.full((num_samples,), int(length), dtype=torch.long)
+
+
+def check_sample_config(cfg: DictConfig) -> None:
+    if cfg.num_samples < 1:
+        raise ConfigError(f"num_samples must be >= 1, got {cfg.num_samples}")
+    if cfg.length is not None and cfg.length < 1:
+        raise ConfigError(f"length must be >= 1 (or null to draw it), got {cfg.length}")
+    if cfg.batch_size < 1:
+        raise ConfigError(f"batch_size must be >= 1, got {cfg.batch_size}")
+    if not cfg.temperature > 0:
+        raise ConfigError(f"temperature must be > 0, got {cfg.temperature}")
+    if str(cfg.device).startswith("cuda") and not torch.cuda.is_available():
+        raise ConfigError(f"device: {cfg.device} requested but CUDA is not available")
+
+
+def write_text(xs: list[Tensor], vocab: list[str], out_dir: Path, num_print: int) -> list[str]:
+    from latentflow.data.vocab import CharVocab
+
+    texts = [CharVocab(vocab).to_text(x) for x in xs]
+    (out_dir / "samples.txt").write_text("".join(t + "\n" for t in texts))
+    for i, text in enumerate(texts[:num_print]):
+        print(f"[{i}] T={len(xs[i])}: {text}")
+    return texts
+
+
+def write_music(
+    xs: list[Tensor], midi_cfg: DictConfig, step_beats: float, out_dir: Path, num_print: int
+) -> list[str]:
+    from latentflow.midi import plot_roll, roll_to_midi
+
+    (out_dir / "midi").mkdir(exist_ok=True)
+    if midi_cfg.plot:
+        (out_dir / "png").mkdir(exist_ok=True)
+    width = max(3, len(str(len(xs) - 1)))
+    rolls = np.zeros((len(xs), max(len(x) for x in xs), xs[0].shape[-1]), dtype=np.uint8)
+    names = []
+    for i, x in enumerate(xs):
+        roll = x.numpy() > 0.5  # [T, 88]
+        rolls[i, : len(roll)] = roll
+        name = f"sample_{i:0{width}d}"
+        roll_to_midi(
+            roll,
+            out_dir / "midi" / f"{name}.mid",
+            tempo_bpm=midi_cfg.tempo_bpm,
+            step_beats=step_beats,
+            velocity=midi_cfg.velocity,
+            program=midi_cfg.program,
+        )
+        if midi_cfg.plot:
+            plot_roll(roll, out_dir / "png" / f"{name}.png", f"{name} (T={len(roll)})", step_beats)
+        if i < num_print:
+            print(f"[{i}] T={len(roll)}, {int(roll.sum())} active notes -> midi/{name}.mid")
+        names.append(name)
+    lengths = np.array([len(x) for x in xs], dtype=np.int64)
+    np.savez_compressed(out_dir / "rolls.npz", rolls=rolls, lengths=lengths)
+    return names
+
+
+def write_samples(xs: list[Tensor], hp: Any, cfg: DictConfig, out_dir: Path) -> dict[str, Any]:
+    """Write the samples in the data's own form; the ``samples.json`` entries about them."""
+    if hp["data"]["kind"] == "text":
+        texts = write_text(xs, list(hp["vocab"]), out_dir, cfg.num_print)
+        return {"samples": texts, "files": ["samples.txt"]}
+    from latentflow.midi import default_step_beats
+
+    dataset = (hp.get("data_config") or {}).get("name")
+    step_beats = cfg.midi.step_beats or default_step_beats(dataset)
+    names = write_music(xs, cfg.midi, step_beats, out_dir, cfg.num_print)
+    return {"step_beats": step_beats, "files": ["rolls.npz", *(f"midi/{n}.mid" for n in names)]}

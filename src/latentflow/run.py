@@ -1,0 +1,499 @@
+"""The one runner behind the command-line tools, and the Python API for notebooks and scripts.
+
+    from latentflow.run import compose, train
+    cfg = compose(["experiment=jsb/af_af", "debug=tiny"], output_dir="runs/tiny")
+    value, metrics = train(cfg)
+
+``train``, ``evaluate`` and ``sample`` take a composed config (``compose``, or what
+``hydra.main`` hands the CLIs in ``latentflow.train``, ``latentflow.evaluate`` and
+``latentflow.sample``). Errors a user can fix are ``USER_ERRORS`` with one-line messages naming
+the config key; the CLIs print them as ``latentflow-<tool>: error: ...``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import time
+import warnings
+from pathlib import Path
+from typing import Any
+
+import pytorch_lightning as pl
+import torch
+from omegaconf import DictConfig, OmegaConf, open_dict
+from pytorch_lightning.callbacks import Timer
+from pytorch_lightning.utilities.rank_zero import rank_zero_only
+
+from latentflow.components import ComponentError, instantiate, is_node
+from latentflow.config_checks import ConfigError, validate_train_config
+from latentflow.data.download import DataError
+from latentflow.runtime import apply_runtime
+from latentflow.tracking import build_loggers, finish_loggers
+
+log = logging.getLogger("latentflow.run")
+CONF_DIR = str(Path(__file__).resolve().parent / "conf")
+USER_ERRORS = (ConfigError, DataError, ComponentError)
+
+
+# ----------------------------------------------------------------------------- configs
+def compose(
+    overrides: list[str] | None = None,
+    config_name: str = "train",
+    output_dir: str | os.PathLike[str] | None = None,
+    config_dir: str | os.PathLike[str] | None = None,
+) -> DictConfig:
+    """The config a CLI would see for ``overrides``, without starting a Hydra job.
+
+    ``output_dir`` is the run directory (``${hydra:runtime.output_dir}``; default: a new one
+    under ``outputs/<task>/``); ``config_dir`` adds a folder of your own configs (searched
+    before the package's, like ``--config-dir``).
+    """
+    from hydra import compose as hydra_compose
+    from hydra import initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+    from hydra.core.hydra_config import HydraConfig
+
+    overrides = list(overrides or [])
+    if config_dir is not None:
+        path = Path(config_dir).resolve()
+        overrides.append(f"hydra.searchpath=[file://{path}]")
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
+        cfg = hydra_compose(config_name, overrides=overrides, return_hydra_config=True)
+    if output_dir is None:
+        output_dir = Path("outputs") / str(cfg.task_name) / time.strftime("%Y-%m-%d_%H-%M-%S")
+    with open_dict(cfg):
+        cfg.hydra.runtime.output_dir = str(Path(output_dir).resolve())
+    HydraConfig.instance().set_config(cfg)
+    with open_dict(cfg):
+        del cfg["hydra"]  # as in a real run: the task sees no hydra node
+    return cfg
+
+
+def plain(node: Any) -> Any:
+    """A config node as plain, resolved Python data (what checkpoints store)."""
+    if isinstance(node, DictConfig) or OmegaConf.is_config(node):
+        return OmegaConf.to_container(node, resolve=True)
+    return node
+
+
+def components_of(cfg: DictConfig) -> dict[str, Any]:
+    """The run's model parts as plain nodes: model, prior, optimizer, lr_schedule.
+
+    A ``prior`` node without ``_target_`` holds only size presets (``scale=cpu``,
+    ``debug=tiny``) for a model that has no prior (the LSTM): it is dropped.
+    """
+    prior = plain(cfg.get("prior"))
+    if prior is not None and not is_node(prior):
+        prior = None
+    return {
+        "model": plain(cfg.get("model")),
+        "prior": prior,
+        "optimizer": plain(cfg.get("optimizer")),
+        "lr_schedule": plain(cfg.get("lr_schedule")),
+    }
+
+
+def model_name(components: dict[str, Any]) -> str:
+    """The model's class name (``LatentFlowModel``, ``LSTMLanguageModel``, a user's)."""
+    return str((components.get("model") or {}).get("_target_", "?")).rsplit(".", 1)[-1]
+
+
+def data_info(datamodule: Any) -> dict[str, Any]:
+    return {
+        "kind": datamodule.kind,
+        "num_features": int(datamodule.num_features),
+        "max_length": int(datamodule.max_length),
+    }
+
+
+def build_datamodule(node: Any) -> Any:
+    return instantiate(plain(node), "data")
+
+
+def build_module(cfg: DictConfig, datamodule: Any) -> Any:
+    """The LightningModule of a run, its model built with the data's sizes and p(T)."""
+    from latentflow.lightning.module import SequenceLitModule
+
+    return SequenceLitModule(
+        components=components_of(cfg),
+        data=data_info(datamodule),
+        data_config=plain(cfg.data),
+        vocab=list(datamodule.vocab.symbols) if datamodule.vocab is not None else None,
+        elbo_samples=cfg.train.elbo_samples,
+        eval_samples=cfg.eval.num_samples,
+        eval_chunk=cfg.eval.chunk_size,
+        val_samples=cfg.eval.get("val_num_samples"),
+        anneal=plain(cfg.anneal),
+        max_nonfinite_steps=cfg.train.max_nonfinite_steps,
+        run_config=plain(cfg),
+        seed=cfg.seed,
+        monitor=cfg.monitor,
+        length_distribution=datamodule.length_distribution,
+    )
+
+
+# ----------------------------------------------------------------------------- trainer parts
+def instantiate_dict(node: Any, key: str) -> list[Any]:
+    """Instantiate every ``_target_`` entry of a dict-of-configs group (callbacks, loggers)."""
+    out = []
+    for name, conf in (plain(node) or {}).items():
+        if is_node(conf):
+            out.append(instantiate(conf, f"{key}.{name}"))
+    return out
+
+
+def build_plugins() -> list[Any]:
+    """Atomic checkpoint writes; under Slurm, Lightning's own auto-requeue off (the requeue is
+    submitit's, after ``PreemptionCheckpoint`` has saved; one mechanism, not two)."""
+    from pytorch_lightning.plugins.environments import SLURMEnvironment
+
+    from latentflow.lightning.checkpoint_io import AtomicCheckpointIO
+
+    plugins: list[Any] = [AtomicCheckpointIO()]
+    if SLURMEnvironment.detect():
+        plugins.append(SLURMEnvironment(auto_requeue=False))
+    return plugins
+
+
+def check_cluster(cfg: DictConfig) -> None:
+    """Under Slurm the srun tasks are the ranks: tasks per node must equal trainer.devices."""
+    from pytorch_lightning.plugins.environments import SLURMEnvironment
+
+    per_node = os.environ.get("SLURM_NTASKS_PER_NODE", "").split("(")[0]
+    devices = cfg.trainer.get("devices")
+    if per_node.isdigit() and isinstance(devices, int) and SLURMEnvironment.detect():
+        if int(per_node) != devices:
+            raise ConfigError(
+                f"trainer.devices={devices} but Slurm runs {per_node} tasks per node: set "
+                f"trainer.devices={per_node} (hydra/launcher=slurm ties the two)"
+            )
+
+
+def saved_progress(trainer: pl.Trainer, out_dir: Path) -> tuple[int, int]:
+    """(epoch, global step) of the fit; spawned ranks (``ddp_spawn``) leave the parent's
+    counters at 0, so then they come from ``last.ckpt``."""
+    last = out_dir / "checkpoints" / "last.ckpt"
+    if trainer.global_step == 0 and trainer.world_size > 1 and last.exists():
+        ckpt = torch.load(last, map_location="cpu", weights_only=False)
+        # written at the end of the fit, inside the last epoch (0-based): epochs run = epoch + 1
+        return int(ckpt.get("epoch", 0)) + 1, int(ckpt.get("global_step", 0))
+    return trainer.current_epoch, trainer.global_step
+
+
+def write_json(path: Path, payload: dict[str, Any]) -> None:
+    tmp = path.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(payload, indent=2, sort_keys=True, default=float))
+    tmp.replace(path)
+
+
+def evaluate_best(
+    trainer: pl.Trainer, module: Any, datamodule: Any, ckpt: str | None, seed: int, splits
+) -> dict[str, dict[str, float]]:
+    """Validation/test metrics of ``ckpt`` (each split re-seeded, so runs compare exactly).
+
+    Values come from the module's float64 sums when it ran in this process, else (spawned
+    ranks) from what the trainer returns."""
+    results: dict[str, dict[str, float]] = {}
+    for split in splits:
+        pl.seed_everything(seed, workers=True, verbose=False)
+        module.final_metrics.pop(split, None)
+        run = trainer.validate if split == "val" else trainer.test
+        out = run(module, datamodule=datamodule, ckpt_path=ckpt, verbose=False)
+        prefix = f"{split}/"
+        returned = {
+            k[len(prefix) :]: float(v)
+            for k, v in (out[0] if out else {}).items()
+            if k.startswith(prefix)
+        }
+        results[split] = module.final_metrics.get(split) or returned
+    return results
+
+
+# ----------------------------------------------------------------------------- train
+def train(
+    cfg: DictConfig, extra_callbacks: list[pl.Callback] | tuple[pl.Callback, ...] = ()
+) -> tuple[float | None, dict[str, Any]]:
+    """Fit and evaluate; returns (monitored metric, metrics.json payload).
+
+    ``extra_callbacks`` join the config's ``callbacks`` (Python use: a notebook's own hooks).
+    """
+    validate_train_config(cfg)
+    check_components(cfg)
+    check_cluster(cfg)
+    apply_runtime(cfg.runtime.get("threads"), cfg.runtime.get("tune_malloc", True))
+    out_dir = Path(cfg.paths.output_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    if rank_zero_only.rank == 0:  # ranks launched by Lightning or srun run this too
+        OmegaConf.save(cfg, out_dir / "config.yaml", resolve=True)
+    pl.seed_everything(cfg.seed, workers=True)
+
+    datamodule = build_datamodule(cfg.data)
+    datamodule.prepare_data()
+    datamodule.setup("fit")
+    log.info("data: %s", datamodule.describe())
+
+    module = build_module(cfg, datamodule)
+    components = module.hparams["components"]
+    compile_cfg = cfg.get("compile") or {}
+    if compile_cfg.get("flows"):
+        from latentflow.models.compile import compile_flows
+
+        backend = compile_cfg.get("backend", "inductor")
+        names = compile_flows(module.net, backend, compile_cfg.get("mode"))
+        log.info("torch.compile (%s): %s", backend, ", ".join(names) or "no flow stacks")
+    n_params = sum(p.numel() for p in module.parameters())
+    log.info("model: %s, %.2fM parameters", model_name(components), n_params / 1e6)
+
+    from latentflow.lightning.callbacks import ResumeDataOrder
+
+    callbacks = [*instantiate_dict(cfg.get("callbacks"), "callbacks"), ResumeDataOrder()]
+    callbacks += list(extra_callbacks)
+    if cfg.trainer.get("max_time") is None and not any(isinstance(c, Timer) for c in callbacks):
+        callbacks.append(Timer())  # training time, kept in checkpoints across resumes
+    trainer: pl.Trainer | None = None
+    try:
+        trainer = instantiate({**plain(cfg.trainer), "_partial_": True}, "trainer")(
+            callbacks=callbacks, logger=build_loggers(cfg) or False, plugins=build_plugins()
+        )
+        ckpt_path = cfg.get("ckpt_path")
+        if ckpt_path is None and int(os.environ.get("SLURM_RESTART_COUNT") or 0) > 0:
+            ckpt_path = "auto"  # a requeued Slurm job continues its own run directory
+        if ckpt_path == "auto":
+            last = out_dir / "checkpoints" / "last.ckpt"
+            ckpt_path = str(last) if last.exists() else None
+        if ckpt_path:
+            log.info("resuming from %s", ckpt_path)
+            # Resuming into its own run directory: the checkpoints there are expected.
+            warnings.filterwarnings("ignore", message=r"Checkpoint directory .* is not empty")
+        start = time.time()
+        trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path)
+        # Over every process of a resumed run, up to its last checkpoint before this one; this
+        # process's wall clock where the fit ran elsewhere (spawned ranks keep their Timer).
+        timer = next(c for c in trainer.callbacks if isinstance(c, Timer))
+        ran_here = timer.start_time("train") is not None
+        train_time = timer.time_elapsed("train") if ran_here else time.time() - start
+
+        best = getattr(trainer.checkpoint_callback, "best_model_path", "") or None
+        splits = ["val", "test"] if cfg.get("test", True) else ["val"]
+        metrics = evaluate_best(trainer, module, datamodule, best, cfg.seed, splits)
+    finally:
+        finish_loggers(trainer)
+    epochs, global_step = saved_progress(trainer, out_dir)
+    payload = {
+        "experiment": cfg.get("experiment_name"),
+        "model": model_name(components),
+        "prior": components["prior"],
+        "best_checkpoint": best,
+        "epochs": epochs,
+        "global_step": global_step,
+        "train_time_s": train_time,
+        "parameters": n_params,
+        "seed": cfg.seed,
+        "paper": plain(cfg.paper) if cfg.get("paper") else {},
+        **metrics,
+    }
+    if trainer.is_global_zero:
+        write_json(out_dir / "metrics.json", payload)
+        log.info("metrics: %s", json.dumps({k: payload.get(k) for k in splits}, default=float))
+    value = metrics.get("val", {}).get(cfg.monitor.split("/", 1)[-1])
+    return (value if value is not None and math.isfinite(value) else None), payload
+
+
+# ----------------------------------------------------------------------------- checkpoints
+def load_module(ckpt_path: str | Path, map_location: str = "cpu") -> Any:
+    """The LightningModule stored in a checkpoint, rebuilt from its saved hyperparameters."""
+    from latentflow.lightning.module import SequenceLitModule
+
+    path = Path(ckpt_path)
+    if not path.is_file():
+        raise ConfigError(f"ckpt_path: no checkpoint file at {path}")
+    try:
+        ckpt = torch.load(path, map_location=map_location, weights_only=False)
+    except Exception as err:  # torch raises many types for a file that is not a checkpoint
+        raise ConfigError(f"ckpt_path: {path} is not a readable checkpoint ({err})") from err
+    hparams = ckpt.get("hyper_parameters") if isinstance(ckpt, dict) else None
+    if not isinstance(hparams, dict):
+        raise ConfigError(f"ckpt_path: {path} is not a latentflow checkpoint (no hyperparameters)")
+    if "components" not in hparams:
+        raise ConfigError(
+            f"ckpt_path: {path} was written by latentflow 0.1 (model parts by name); this "
+            "version rebuilds models from their component nodes: retrain, or use 0.1 to read it"
+        )
+    try:
+        module = SequenceLitModule(**hparams)
+        module.load_state_dict(ckpt["state_dict"])
+        module.on_load_checkpoint(ckpt)
+    except ComponentError:
+        raise
+    except (RuntimeError, KeyError, ValueError, TypeError) as err:
+        raise ConfigError(f"ckpt_path: {path} is not a latentflow checkpoint ({err})") from err
+    return module
+
+
+def datamodule_from_checkpoint(module: Any, overrides: dict[str, Any]) -> Any:
+    """The datamodule the model was trained on, with loader/root settings overridden."""
+    data_cfg = dict(module.hparams.get("data_config") or {})
+    if not data_cfg:
+        raise ConfigError("ckpt_path: the checkpoint stores no data config (data_config)")
+    data_cfg.update({k: v for k, v in overrides.items() if v is not None})
+    datamodule = build_datamodule(data_cfg)
+    datamodule.prepare_data()
+    datamodule.setup("validate")
+    vocab = module.hparams.get("vocab")
+    if vocab is not None and list(datamodule.vocab.symbols) != list(vocab):
+        raise DataError("the data's vocabulary differs from the one stored in the checkpoint")
+    return datamodule
+
+
+def evaluate(cfg: DictConfig) -> dict[str, Any]:
+    """Re-evaluate a checkpoint on the splits ``cfg.splits``; writes and returns metrics.json."""
+    apply_runtime(cfg.runtime.get("threads"), cfg.runtime.get("tune_malloc", True))
+    splits = list(cfg.splits)
+    bad = [s for s in splits if s not in ("val", "test")]
+    if bad:
+        raise ConfigError(f"splits must be a subset of [val, test], got {bad}")
+    if cfg.eval.get("num_samples") is not None and cfg.eval.num_samples < 1:
+        raise ConfigError(f"eval.num_samples must be >= 1, got {cfg.eval.num_samples}")
+    module = load_module(cfg.ckpt_path)
+    if cfg.eval.get("num_samples") is not None:
+        module.eval_samples = cfg.eval.num_samples
+    if cfg.eval.get("chunk_size") is not None:
+        module.eval_chunk = cfg.eval.chunk_size
+    datamodule = datamodule_from_checkpoint(module, dict(cfg.data))
+    trainer = pl.Trainer(
+        accelerator=cfg.trainer.accelerator,
+        devices=cfg.trainer.devices,
+        logger=False,
+        use_distributed_sampler=False,
+        default_root_dir=cfg.paths.output_dir,
+    )
+    metrics = evaluate_best(trainer, module, datamodule, None, cfg.seed, splits)
+    run_config = module.hparams.get("run_config") or {}  # the training run's config
+    payload = {
+        "checkpoint": str(cfg.ckpt_path),
+        "experiment": run_config.get("experiment_name"),  # so scripts/results_table.py lists it
+        "paper": run_config.get("paper") or {},
+        "eval_samples": module.eval_samples,
+        "seed": cfg.seed,
+        **metrics,
+    }
+    out_dir = Path(cfg.paths.output_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    write_json(out_dir / "metrics.json", payload)
+    print(json.dumps(metrics, indent=2, default=float))
+    return payload
+
+
+# ----------------------------------------------------------------------------- sample
+def sample(cfg: DictConfig) -> dict[str, Any]:
+    """Load the checkpoint, draw ``cfg.num_samples`` sequences, write them; returns the
+    ``samples.json`` payload (``latentflow.generation``)."""
+    from latentflow.generation import check_sample_config, draw_lengths, generate, write_samples
+
+    check_sample_config(cfg)
+    apply_runtime(cfg.runtime.get("threads"), cfg.runtime.get("tune_malloc", True))
+    module = load_module(cfg.ckpt_path)
+    net = module.net.to(cfg.device)
+    hp = module.hparams
+    text = hp["data"]["kind"] == "text"
+    if text and not hp.get("vocab"):
+        raise ConfigError(f"ckpt_path: {cfg.ckpt_path} stores no vocabulary to decode text")
+    max_length = int(hp["data"]["max_length"])
+    if cfg.length is not None and cfg.length > max_length:
+        log.warning("length %d > max_length %d: positions clamp", cfg.length, max_length)
+
+    torch.manual_seed(cfg.seed)
+    generator = torch.Generator().manual_seed(cfg.seed)
+    lengths = draw_lengths(net, cfg.num_samples, cfg.length, generator)
+    start = time.perf_counter()
+    xs, log_pz = generate(net, lengths, cfg.batch_size, cfg.temperature, cfg.argmax, generator)
+    seconds = time.perf_counter() - start
+
+    out_dir = Path(cfg.paths.output_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    payload: dict[str, Any] = {
+        "checkpoint": str(cfg.ckpt_path),
+        "model": model_name(hp["components"]),
+        "prior": hp["components"].get("prior"),
+        "data": hp["data"]["kind"],
+        "num_samples": cfg.num_samples,
+        "seed": cfg.seed,
+        "temperature": cfg.temperature,
+        "argmax": cfg.argmax,
+        "lengths": lengths.tolist(),
+        "log_pz": None if log_pz is None else log_pz.tolist(),
+        "generation_seconds": seconds,
+    }
+    payload.update(write_samples(xs, hp, cfg, out_dir))
+    write_json(out_dir / "samples.json", payload)
+    print(f"wrote {len(xs)} samples to {out_dir} ({seconds:.2f} s of generation)")
+    return payload
+
+
+# ----------------------------------------------------------------------------- start-up checks
+def check_components(cfg: DictConfig) -> None:
+    """Build every model part once on a tiny stand-in of the data, before anything is read:
+    each import, argument and protocol error is one ``ComponentError`` naming its key."""
+    import inspect
+
+    from latentflow.components import locate
+    from latentflow.models.build import build_net
+
+    components = components_of(cfg)
+    model = components["model"]
+    if not is_node(model):
+        raise ConfigError("model: no model chosen (model=flow | model=lstm, or model._target_)")
+    target = locate(model["_target_"], "model")
+    try:
+        takes_prior = "prior" in inspect.signature(target).parameters
+    except (TypeError, ValueError):
+        takes_prior = components["prior"] is not None
+    if takes_prior and components["prior"] is None:
+        raise ConfigError(
+            f"prior: {model_name(components)} needs a prior: choose one (prior=af_af, "
+            "prior=iaf_scf, ...) or set prior._target_"
+        )
+    if not takes_prior and components["prior"] is not None:
+        raise ConfigError(
+            f"prior: {model_name(components)} takes no prior: drop it (~prior) or choose a "
+            "latent model (model=flow)"
+        )
+    data_target = plain(cfg.data).get("_target_") if cfg.get("data") else None
+    kind = getattr(locate(data_target, "data"), "kind", "text") if data_target else "text"
+    stand_in = {"kind": kind if kind in ("text", "music") else "text", "num_features": 8}
+    stand_in["max_length"] = 16
+    with torch.random.fork_rng(devices=[]):
+        net = build_net(components, stand_in)
+        make_optimizer = instantiate(components["optimizer"], "optimizer", partial=True)
+        optimizer = make_optimizer(net.parameters())
+        if components["lr_schedule"] is not None:
+            from latentflow.protocols import ValidationLRSchedule, missing_members
+
+            schedule = instantiate(components["lr_schedule"], "lr_schedule", partial=True)(
+                optimizer
+            )
+            torch_kinds = (
+                torch.optim.lr_scheduler.LRScheduler,
+                torch.optim.lr_scheduler.ReduceLROnPlateau,
+            )
+            missing = missing_members(schedule, ValidationLRSchedule)
+            if not isinstance(schedule, torch_kinds) and missing:
+                raise ComponentError(
+                    f"lr_schedule: {type(schedule).__name__} is neither a torch LR scheduler "
+                    "nor a ValidationLRSchedule (latentflow.protocols): missing "
+                    + ", ".join(missing)
+                )
+
+
+def build_recipe_net(
+    overrides: list[str], data: dict[str, Any], length_distribution: Any = None
+) -> torch.nn.Module:
+    """The model a training run with ``overrides`` builds, for data of ``data``'s sizes
+    (``kind``, ``num_features``, ``max_length``): for benchmarks, notebooks and scripts."""
+    from latentflow.models.build import build_net
+
+    return build_net(components_of(compose(overrides)), data, length_distribution)
