@@ -12,7 +12,7 @@ ARGS ?=
 CONF := src/latentflow/conf
 
 .PHONY: install test test-fast lint format train bench bench-quick bench-sample bench-data \
-	reproduce-cpu clean
+	reproduce-cpu wheel-check clean
 
 install: $(VENV)/.installed
 
@@ -28,6 +28,10 @@ test: install
 
 test-fast: install
 	$(PY) -m pytest -q -m "not slow"
+
+# The wheel, installed into a clean venv outside the repository, trains/evaluates/samples.
+wheel-check:
+	bash scripts/wheel_check.sh
 
 lint: install
 	$(VENV)/bin/ruff check src tests benchmarks scripts notebooks

@@ -190,3 +190,13 @@ def test_a_torch_lr_scheduler_is_accepted(tmp_path):
 )
 def test_kl_schedule_values(schedule, epoch, fraction, step, expected):
     assert schedule.weight(epoch, fraction, step) == pytest.approx(expected)
+
+
+def test_docs_config_reference_is_current():
+    """docs/config.md lists every key of every group: regenerated, it must not change."""
+    import subprocess
+    import sys
+
+    script = Path(__file__).resolve().parents[1] / "scripts" / "config_reference.py"
+    proc = subprocess.run([sys.executable, str(script), "--check"], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr

@@ -95,7 +95,7 @@ def cmd_run(args: argparse.Namespace) -> list[Path]:
     else:
         print(
             "latentflow-plot: skipping prior densities (need a text flow model with "
-            f"model.latent_dim=2; this one has {latent})",
+            f"prior.latent_dim=2; this one has {latent})",
             file=sys.stderr,
         )
     if args.bench:

@@ -258,7 +258,7 @@ def _unwrap(model: Any, vocab: Sequence[str] | CharVocab | None) -> tuple[nn.Mod
         raise ValueError("prior densities need a text flow model (a LatentFlowModel with a prior)")
     if prior.latent_dim != 2:
         raise ValueError(
-            f"model.latent_dim must be 2 to plot prior densities, got {prior.latent_dim}"
+            f"prior.latent_dim must be 2 to plot prior densities, got {prior.latent_dim}"
         )
     return net, vocab
 

@@ -24,6 +24,12 @@ config key             protocol              called with (wiring) -> returns
 ``lr_schedule``        ``ValidationLRSchedule`` or a torch LR scheduler: ``(optimizer)``
 ``data``               ``DataModule``        nothing: the node's keys only
 =====================  ====================  =================================================
+
+Size presets (``scale=cpu``, ``debug=tiny``) set conventional argument names: ``latent_dim`` of
+the prior, ``num_layers`` and ``hidden_features`` of ``prior.flow``; the conditioner reads the
+model's ``hidden_dim`` and ``num_layers`` through interpolation. A part of your own that takes
+these names is resized by the presets like ours; one that does not is refused with a one-line
+error naming the key when a preset applies (write your own preset, or take the names).
 """
 
 from __future__ import annotations
