@@ -34,7 +34,7 @@ def compose_config(name: str, overrides: list[str], out_dir: Path | None = None)
     return cfg
 
 
-# Every prior of Tables 1-2, by its config name.
+# Every prior of Tables 1-2, by its config name; VARIANTS adds the parts beyond the paper.
 PRIORS = (
     "af_af",
     "af_scf",
@@ -44,6 +44,17 @@ PRIORS = (
     "ablation_no_af_hidden",
     "ablation_no_af_hidden_no_nlsq",
 )
+VARIANTS = {
+    **{name: (name, ()) for name in PRIORS},
+    "af_af+spline": ("af_af", ("transform=spline",)),
+    "af_scf+spline": ("af_scf", ("transform=spline",)),
+    "iaf_scf+spline": ("iaf_scf", ("transform=spline",)),
+    "af_only+spline": ("af_only", ("transform=spline",)),
+    "ablation_no_af_hidden+spline": ("ablation_no_af_hidden", ("transform=spline",)),
+    "af_af+attention": ("af_af", ("conditioner=attention",)),
+    "iaf_scf+attention": ("iaf_scf", ("conditioner=attention",)),
+    "iaf_scf+attention+spline": ("iaf_scf", ("conditioner=attention", "transform=spline")),
+}
 
 
 @functools.cache
@@ -83,18 +94,23 @@ def recipe_components(
         p.update(latent_dim=latent_dim, pos_dim=pos_dim)
         p["flow"].update(num_layers=flow_layers, hidden_features=flow_hidden)
         if "conditioner" in p:
-            p["conditioner"].update(
-                hidden_size=conditioner_hidden, num_layers=conditioner_layers, dropout=dropout
-            )
+            if p["conditioner"]["_target_"].endswith("AttentionConditioner"):
+                sizes = {"width": conditioner_hidden, "num_heads": 2, "mlp_ratio": 2}
+            else:
+                sizes = {"hidden_size": conditioner_hidden}
+            p["conditioner"].update(sizes, num_layers=conditioner_layers, dropout=dropout)
     elif "dropout" in comps["model"]:
         comps["model"]["dropout"] = dropout
     return comps
 
 
-def make_prior(name: str, max_length: int, seed: int = 0, **sizes: Any) -> torch.nn.Module:
-    """A recipe's prior at test sizes (``recipe_components``), seeded."""
+def make_prior(
+    name: str, max_length: int, seed: int = 0, overrides: tuple[str, ...] = (), **sizes: Any
+) -> torch.nn.Module:
+    """A recipe's prior at test sizes (``recipe_components``), seeded; ``overrides`` swap
+    parts (``transform=spline``, ``conditioner=attention``)."""
     torch.manual_seed(seed)
-    node = recipe_components(name, **sizes)["prior"]
+    node = recipe_components(name, *overrides, **sizes)["prior"]
     return instantiate(node, "prior", partial=True)(max_length=max_length)
 
 

@@ -25,7 +25,7 @@ from latentflow.models.position import sequence_mask
 from latentflow.models.recurrent import lstm_step
 from latentflow.run import sample
 
-from .helpers import PRIORS, TINY, compose_config, make_net, recipe_components
+from .helpers import TINY, VARIANTS, compose_config, make_net, recipe_components
 from .helpers import make_prior as build_recipe_prior
 
 H, MAXLEN = 3, 12
@@ -39,8 +39,12 @@ def perturb(module: torch.nn.Module, scale: float = 0.7) -> None:
             p.copy_(std * torch.randn_like(p))
 
 
+PRIORS = VARIANTS  # every prior of Tables 1-2, with splines and attention where they apply
+
+
 def make_prior(name: str, seed: int = 0):
-    prior = build_recipe_prior(name, MAXLEN, seed, latent_dim=H).double()
+    recipe, overrides = VARIANTS[name]
+    prior = build_recipe_prior(recipe, MAXLEN, seed, overrides, latent_dim=H).double()
     perturb(prior)
     return prior.eval()
 
@@ -166,7 +170,9 @@ def test_prior_sample_shapes_masks_and_direction(name, float64):
         torch.testing.assert_close(prior.log_prob(z, lengths), log_p, rtol=1e-8, atol=1e-8)
 
 
-@pytest.mark.parametrize("name", ["af_af", "af_scf", "iaf_scf", "af_only"])
+@pytest.mark.parametrize(
+    "name", ["af_af", "af_scf", "iaf_scf", "af_only", "af_af+spline", "iaf_scf+attention"]
+)
 def test_prior_sample_without_autograd_equals_with_autograd(name, float64):
     prior = make_prior(name)
     lengths = torch.tensor([4, 2])

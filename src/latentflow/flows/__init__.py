@@ -28,6 +28,7 @@ from latentflow.flows.layers import (
     standard_normal_log_prob,
 )
 from latentflow.flows.made import MADE, MaskedLinear
+from latentflow.flows.spline import RationalQuadraticSpline
 from latentflow.flows.transforms import Affine, NLSq, ScalarTransform
 
 __all__ = [
@@ -43,6 +44,7 @@ __all__ = [
     "FlowStack",
     "MaskedLinear",
     "NLSq",
+    "RationalQuadraticSpline",
     "ScalarTransform",
     "standard_normal_log_prob",
 ]

@@ -2,7 +2,7 @@
 baseline. Parts are injected (``latentflow.protocols``), never chosen by name."""
 
 from latentflow.models.baseline import LSTMLanguageModel
-from latentflow.models.conditioners import LSTMConditioner
+from latentflow.models.conditioners import AttentionConditioner, LSTMConditioner
 from latentflow.models.objectives import importance_sampled_log_likelihood, nll_metrics
 from latentflow.models.position import LengthConditioning, sequence_mask
 from latentflow.models.priors import AFTimePrior, IAFTimePrior, IndependentPrior, SequencePrior
@@ -10,6 +10,7 @@ from latentflow.models.vae import LatentFlowModel
 
 __all__ = [
     "AFTimePrior",
+    "AttentionConditioner",
     "IAFTimePrior",
     "IndependentPrior",
     "LSTMConditioner",
