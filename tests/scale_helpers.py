@@ -280,3 +280,23 @@ def wandb_history(records: list[Any]) -> list[dict[str, Any]]:
                 }
             )
     return rows
+
+
+class KillAt(pl.Callback):
+    """SIGKILL this process (no handler runs, nothing is flushed): right after optimizer step
+    ``step``'s batch has ended (every checkpoint callback has written by then), or, with
+    ``validation_of_epoch``, at the second batch of that epoch's validation during fit."""
+
+    def __init__(self, step: int = -1, validation_of_epoch: int = -1) -> None:
+        self.step, self.validation_of_epoch = step, validation_of_epoch
+
+    def on_train_batch_end(self, trainer: pl.Trainer, *args: Any, **kwargs: Any) -> None:
+        if trainer.global_step == self.step:
+            os.kill(os.getpid(), 9)
+
+    def on_validation_batch_start(
+        self, trainer: pl.Trainer, pl_module: Any, batch: Any, batch_idx: int, *args: Any
+    ) -> None:
+        fitting = trainer.state.fn == "fit" and not trainer.sanity_checking
+        if fitting and trainer.current_epoch == self.validation_of_epoch and batch_idx == 1:
+            os.kill(os.getpid(), 9)

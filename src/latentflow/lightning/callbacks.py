@@ -37,7 +37,13 @@ def _batches_done(trainer: pl.Trainer) -> int:
 class _StepBoundary(pl.Callback):
     """Knows whether the last training batch ended with an optimizer step. With gradient
     accumulation the batches in between hold gradients that no checkpoint stores, so a
-    checkpoint taken there could not be resumed exactly: these callbacks save at steps only."""
+    checkpoint taken there could not be resumed exactly: these callbacks save at steps only.
+
+    Nor do they save after an epoch's LAST batch: the epoch's validation and its bookkeeping
+    (best checkpoint, LR schedule, early stopping) have not run yet, and Lightning resumes such
+    a checkpoint as a finished epoch, skipping them. ``ModelCheckpoint`` writes ``last.ckpt``
+    after that validation (the exact resume point); a kill before it resumes from the step
+    before and trains the last batch again, with the same noise."""
 
     def __init__(self) -> None:
         self._step_at_start = -1
@@ -49,6 +55,11 @@ class _StepBoundary(pl.Callback):
     def _note_step(self, trainer: pl.Trainer) -> bool:
         self.stepped = trainer.global_step != self._step_at_start
         return self.stepped
+
+    @staticmethod
+    def _ends_the_epoch(trainer: pl.Trainer) -> bool:
+        total = trainer.num_training_batches
+        return isinstance(total, int) and _batches_done(trainer) >= total  # this batch counted
 
 
 class ResumeDataOrder(pl.Callback):
@@ -121,7 +132,8 @@ class StepCheckpoint(_StepBoundary):
     ) -> None:
         n = self.every_n_train_steps
         if self._note_step(trainer) and n and trainer.global_step % n == 0:
-            trainer.save_checkpoint(self.path)
+            if not self._ends_the_epoch(trainer):  # class docstring: the epoch-end edge
+                trainer.save_checkpoint(self.path)
 
 
 class PreemptionCheckpoint(_StepBoundary):
@@ -172,8 +184,8 @@ class PreemptionCheckpoint(_StepBoundary):
     ) -> None:
         stepped = self._note_step(trainer)
         self._hold_sigterm_until_the_step(trainer, stepped)
-        if not stepped or self._signum is None:
-            return
+        if not stepped or self._signum is None or self._ends_the_epoch(trainer):
+            return  # at an epoch's last batch: after its validation, at the next step
         if not trainer.strategy.reduce_boolean_decision(self.requested, all=False):
             return
         trainer.save_checkpoint(self.path)

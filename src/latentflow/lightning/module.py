@@ -197,15 +197,19 @@ class SequenceLitModule(pl.LightningModule):
         self.lr_schedule = schedule
         return optimizer
 
-    def on_validation_end(self) -> None:
-        """Step a validation-driven LR schedule (after the callbacks: a checkpoint written at
-        this validation holds the schedule's state from before it)."""
+    def _step_lr_schedule(self, metrics: dict[str, float]) -> None:
+        """Step a validation-driven LR schedule with this validation's metrics. Called at the
+        validation epoch's end, before any callback's ``on_validation_end``: the checkpoint
+        ``ModelCheckpoint`` writes then holds the schedule (and the LR) after this step."""
         schedule, trainer = self.lr_schedule, self._trainer
         if schedule is None or trainer is None or trainer.sanity_checking:
             return
         if trainer.state.fn != "fit":
             return
-        value = trainer.callback_metrics.get(schedule.monitor)
+        prefix, _, key = schedule.monitor.partition("/")
+        value = metrics.get(key) if prefix == "val" else None
+        if value is None:  # a metric of another stage (train/...) or of a callback
+            value = trainer.callback_metrics.get(schedule.monitor)
         if value is not None:
             schedule.on_validation(float(value), trainer.current_epoch, trainer.global_step)
 
@@ -258,7 +262,7 @@ class SequenceLitModule(pl.LightningModule):
         self._eval_step(batch, "val")
 
     def on_validation_epoch_end(self) -> None:
-        self._eval_epoch_end("val")
+        self._step_lr_schedule(self._eval_epoch_end("val"))
 
     def test_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
         self._eval_step(batch, "test")
