@@ -38,6 +38,7 @@ lint: install
 	$(VENV)/bin/ruff format --check src tests benchmarks scripts notebooks
 
 format: install
+	$(PY) scripts/config_reference.py
 	$(VENV)/bin/ruff format src tests benchmarks scripts notebooks
 	$(VENV)/bin/ruff check --fix src tests benchmarks scripts notebooks
 

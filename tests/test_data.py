@@ -310,7 +310,9 @@ def _decode_loader(dm: PTBCharDataModule, loader, split: str) -> dict[int, str]:
 
 def test_ptb_datamodule_round_trip(ptb_root, caplog) -> None:
     root, lines = ptb_root
-    dm = PTBCharDataModule(root=str(root), batch_size=4, max_length=20, download=False)
+    dm = PTBCharDataModule(
+        root=str(root), batch_size=4, max_length=20, download=False, verify=False
+    )
     with caplog.at_level(logging.INFO, logger="latentflow.data"):
         dm.prepare_data()
         dm.setup()
@@ -341,15 +343,17 @@ def test_ptb_datamodule_round_trip(ptb_root, caplog) -> None:
 
 def test_ptb_length_rules_and_eval_long(ptb_root) -> None:
     root, _ = ptb_root
-    reference = PTBCharDataModule(root=str(root), max_length=21, download=False)
+    reference = PTBCharDataModule(root=str(root), max_length=21, download=False, verify=False)
     reference.setup()
     assert reference.dropped == {"train": 0, "valid": 1, "test": 0}
-    keep = PTBCharDataModule(root=str(root), max_length=20, eval_long="keep", download=False)
+    keep = PTBCharDataModule(
+        root=str(root), max_length=20, eval_long="keep", download=False, verify=False
+    )
     keep.setup()
     assert keep.dropped == {"train": 1, "valid": 0, "test": 0}
     assert len(keep.val_dataset) == 13 and keep.max_length == 25  # support grows to valid's
     assert math.isfinite(keep.length_distribution.log_prob(torch.tensor([25])).item())
-    limited = PTBCharDataModule(root=str(root), limit_sequences=5, download=False)
+    limited = PTBCharDataModule(root=str(root), limit_sequences=5, download=False, verify=False)
     limited.setup()
     assert [len(d) for d in (limited.train_dataset, limited.val_dataset)] == [5, 5]
     assert len(limited.vocab) == len(reference.vocab)
@@ -359,7 +363,7 @@ def test_ptb_length_rules_and_eval_long(ptb_root) -> None:
 
 def test_ptb_dataloader_epochs_workers_and_state(ptb_root) -> None:
     root, _ = ptb_root
-    dm = PTBCharDataModule(root=str(root), batch_size=3, seed=11, download=False)
+    dm = PTBCharDataModule(root=str(root), batch_size=3, seed=11, download=False, verify=False)
     dm.setup()
     first = [b["index"].tolist() for b in dm.train_dataloader()]
     dm.trainer = SimpleNamespace(current_epoch=1, world_size=1, global_rank=0)
@@ -367,12 +371,12 @@ def test_ptb_dataloader_epochs_workers_and_state(ptb_root) -> None:
     assert first != second and _flat(first) == _flat(second)
     state = dm.state_dict()
     assert state == {"train_sampler": {"epoch": 1, "seed": 11}}
-    resumed = PTBCharDataModule(root=str(root), batch_size=3, download=False)
+    resumed = PTBCharDataModule(root=str(root), batch_size=3, download=False, verify=False)
     resumed.setup()
     resumed.load_state_dict(state)
     assert [b["index"].tolist() for b in resumed.train_dataloader()] == second
     workers = PTBCharDataModule(
-        root=str(root), batch_size=3, seed=11, num_workers=1, download=False
+        root=str(root), batch_size=3, seed=11, num_workers=1, download=False, verify=False
     )
     workers.setup()
     dm.trainer = None
@@ -405,7 +409,7 @@ def test_lightning_trainer_sets_epochs_and_saves_order(ptb_root, tmp_path) -> No
             return torch.optim.SGD(self.parameters(), lr=0.0)
 
     root, _ = ptb_root
-    dm = PTBCharDataModule(root=str(root), batch_size=4, seed=2, download=False)
+    dm = PTBCharDataModule(root=str(root), batch_size=4, seed=2, download=False, verify=False)
     model = Recorder()
     trainer = pl.Trainer(
         max_epochs=2,
@@ -436,7 +440,7 @@ def test_datamodule_shards_over_trainer_ranks(ptb_root) -> None:
     root, _ = ptb_root
     seen = []
     for rank in range(2):
-        dm = PTBCharDataModule(root=str(root), batch_size=2, download=False)
+        dm = PTBCharDataModule(root=str(root), batch_size=2, download=False, verify=False)
         dm.setup()
         dm.trainer = SimpleNamespace(current_epoch=0, world_size=2, global_rank=rank)
         seen.append([i for b in dm.test_dataloader() for i in b["index"].tolist()])
@@ -446,7 +450,9 @@ def test_datamodule_shards_over_trainer_ranks(ptb_root) -> None:
 
 def test_ptb_max_tokens_batches(ptb_root) -> None:
     root, _ = ptb_root
-    dm = PTBCharDataModule(root=str(root), batch_size=None, max_tokens=40, download=False)
+    dm = PTBCharDataModule(
+        root=str(root), batch_size=None, max_tokens=40, download=False, verify=False
+    )
     dm.setup()
     for batch in dm.train_dataloader():
         assert batch["x"].numel() <= 40 or len(batch["x"]) == 1
@@ -501,7 +507,7 @@ def test_root_resolution(monkeypatch, tmp_path) -> None:
 
 def test_ptb_missing_empty_truncated(tmp_path, ptb_root) -> None:
     empty_root = tmp_path / "nothing"
-    dm = PTBCharDataModule(root=str(empty_root), download=False)
+    dm = PTBCharDataModule(root=str(empty_root), download=False, verify=False)
     with pytest.raises(DataError, match="ptb.char.train.txt.*LATENTFLOW_DATA"):
         dm.prepare_data()
     with pytest.raises(DataError, match="ptb.char.valid.txt"):
@@ -533,7 +539,9 @@ def test_chars_from_words_rule() -> None:
 
 def test_music_datamodule_round_trip(music_root) -> None:
     root, arrays = music_root
-    dm = PolyphonicDataModule("jsb_chorales", root=str(root), batch_size=2, download=False)
+    dm = PolyphonicDataModule(
+        "jsb_chorales", root=str(root), batch_size=2, download=False, verify=False
+    )
     dm.prepare_data()
     dm.setup()
     assert dm.kind == "music" and dm.vocab is None and dm.num_features == 88
@@ -580,7 +588,9 @@ def test_music_bad_files(tmp_path) -> None:
     with pytest.raises(DataError, match="cannot read the .npz"):
         PolyphonicDataModule("nottingham", root=str(tmp_path)).setup()
     with pytest.raises(DataError, match=r"piano_midi\.npz.*LATENTFLOW_DATA"):
-        PolyphonicDataModule("piano_midi", root=str(tmp_path), download=False).prepare_data()
+        PolyphonicDataModule(
+            "piano_midi", root=str(tmp_path), download=False, verify=False
+        ).prepare_data()
 
 
 def test_mat_conversion(tmp_path) -> None:

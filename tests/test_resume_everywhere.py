@@ -85,7 +85,9 @@ def assert_bit_for_bit(run: Path, payload: dict, reference) -> None:
     assert last["lr_schedule"] == ref["lr_schedule"]
     early = [k for k in last["callbacks"] if k.startswith("EarlyStoppingAfter")]
     assert last["callbacks"][early[0]] == ref["callbacks"][early[0]]
-    assert last["loops"]["fit_loop"]["epoch_progress"] == ref["loops"]["fit_loop"]["epoch_progress"]
+    assert (
+        last["loops"]["fit_loop"]["epoch_progress"] == ref["loops"]["fit_loop"]["epoch_progress"]
+    )
     best = sorted(p.name for p in (run / "checkpoints").glob("best-*.ckpt"))
     assert best == [Path(ref_payload["best_checkpoint"]).name]
 

@@ -38,6 +38,8 @@ def test_the_default_logger_is_local_csv(tmp_path):
 
 
 def test_wandb_is_offline_unless_a_key_is_configured(no_wandb_account, tmp_path, monkeypatch):
+    monkeypatch.setattr("latentflow.tracking.wandb_reachable", lambda timeout=3.0: True)
+
     def offline() -> bool:
         cfg = compose_config("train", ["logger=wandb", "experiment=ptb/af_af"], tmp_path)
         (logger,) = build_loggers(cfg)  # WandbLogger starts no run until it is used
@@ -54,6 +56,33 @@ def test_wandb_is_offline_unless_a_key_is_configured(no_wandb_account, tmp_path,
     (no_wandb_account / ".netrc").write_text("machine api.wandb.ai login user password k\n")
     (no_wandb_account / ".netrc").chmod(0o600)
     assert not offline()  # `wandb login` wrote the key
+
+
+def test_an_unreachable_wandb_server_falls_back_offline_in_seconds(
+    no_wandb_account, tmp_path, monkeypatch, caplog
+):
+    """A key but no network (this machine): W&B itself would wait ~100 s, then raise."""
+    import time
+
+    from latentflow.config_checks import ConfigError
+
+    monkeypatch.setenv("WANDB_API_KEY", "x" * 40)
+    monkeypatch.setenv("WANDB_BASE_URL", "https://wandb.invalid")  # never resolves (RFC 2606)
+    cfg = compose_config("train", ["logger=wandb"], tmp_path)
+    start = time.time()
+    (logger,) = build_loggers(cfg)
+    assert logger._offline and time.time() - start < 10
+    assert "unreachable" in caplog.text
+    cfg = compose_config("train", ["logger=wandb", "logger.wandb.on_unreachable=error"], tmp_path)
+    with pytest.raises(ConfigError, match="unreachable"):
+        build_loggers(cfg)
+    monkeypatch.setenv("WANDB_MODE", "")  # empty = unset, not a pydantic traceback
+    monkeypatch.delenv("WANDB_API_KEY")
+    (logger,) = build_loggers(compose_config("train", ["logger=wandb"], tmp_path))
+    assert logger._offline
+    monkeypatch.setenv("WANDB_MODE", "sometimes")
+    with pytest.raises(ConfigError, match="WANDB_MODE"):
+        build_loggers(compose_config("train", ["logger=wandb"], tmp_path))
 
 
 def test_local_loggers_fix_their_version_before_workers_are_spawned(tmp_path):

@@ -33,7 +33,7 @@ def test_no_entry_point_imports_another(entry):
 
 def test_entry_points_are_thin():
     for entry in ("train", "evaluate", "sample"):
-        assert len((SRC / f"{entry}.py").read_text().splitlines()) < 60, entry
+        assert len((SRC / f"{entry}.py").read_text().splitlines()) < 80, entry
 
 
 def test_the_core_imports_neither_lightning_nor_hydra():

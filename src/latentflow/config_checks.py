@@ -36,6 +36,10 @@ def _choice(value: Any, key: str, choices) -> None:
 
 def validate_train_config(cfg: Any) -> None:
     """Check the scalar settings of a composed training config (a DictConfig or a dict)."""
+    seed = cfg.get("seed")
+    if isinstance(seed, bool) or not isinstance(seed, int):
+        raise ConfigError(f"seed must be an integer, got {seed!r}")
+    validate_trainer(cfg.get("trainer") or {})
     _positive_int(cfg, "train.elbo_samples")
     _positive_int(cfg, "eval.num_samples")
     _positive_int(cfg, "eval.chunk_size")
@@ -53,3 +57,22 @@ def validate_train_config(cfg: Any) -> None:
 
         backends = torch._dynamo.list_backends(exclude_tags=())
         _choice(compile_cfg.get("backend", "inductor"), "compile.backend", backends)
+
+
+def validate_trainer(trainer: Any) -> None:
+    """The Trainer settings Lightning would refuse (with a traceback) or that cannot work."""
+    for key, minimum in (("max_epochs", -1), ("min_epochs", 0), ("max_steps", -1)):
+        value = trainer.get(key)
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int)):
+            raise ConfigError(f"trainer.{key} must be an integer, got {value!r}")
+        if value is not None and value < minimum:
+            raise ConfigError(f"trainer.{key} must be >= {minimum}, got {value}")
+    accelerator = str(trainer.get("accelerator") or "auto")
+    if accelerator in ("gpu", "cuda"):
+        import torch
+
+        if not torch.cuda.is_available():
+            raise ConfigError(
+                f"trainer.accelerator={accelerator} but this machine has no usable CUDA GPU "
+                f"(torch {torch.__version__}): use trainer=cpu, or install a CUDA build of torch"
+            )

@@ -13,7 +13,7 @@ import hydra
 import torch
 from omegaconf import DictConfig
 
-from latentflow.run import CONF_DIR, USER_ERRORS, evaluate
+from latentflow.run import CONF_DIR, USER_ERRORS, evaluate, run_cli
 
 
 @hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="eval")
@@ -26,5 +26,10 @@ def main(cfg: DictConfig) -> None:
         raise SystemExit(2) from None
 
 
+def cli() -> None:
+    """The ``latentflow-eval`` command: ``main`` with one-line configuration errors."""
+    run_cli(main, "latentflow-eval")
+
+
 if __name__ == "__main__":
-    main()
+    cli()

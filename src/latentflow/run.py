@@ -12,10 +12,12 @@ the config key; the CLIs print them as ``latentflow-<tool>: error: ...``.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import math
 import os
+import sys
 import time
 import warnings
 from pathlib import Path
@@ -30,12 +32,13 @@ from pytorch_lightning.utilities.rank_zero import rank_zero_only
 from latentflow.components import ComponentError, instantiate, is_node
 from latentflow.config_checks import ConfigError, validate_train_config
 from latentflow.data.download import DataError
+from latentflow.lightning.checkpoint_io import CheckpointWriteError
 from latentflow.runtime import apply_runtime
 from latentflow.tracking import build_loggers, finish_loggers
 
 log = logging.getLogger("latentflow.run")
 CONF_DIR = str(Path(__file__).resolve().parent / "conf")
-USER_ERRORS = (ConfigError, DataError, ComponentError)
+USER_ERRORS = (ConfigError, DataError, ComponentError, CheckpointWriteError)
 
 
 # ----------------------------------------------------------------------------- configs
@@ -214,24 +217,105 @@ def evaluate_best(
 
 
 # ----------------------------------------------------------------------------- train
+def resume_point(cfg: DictConfig, out_dir: Path) -> str | None:
+    """The checkpoint a run continues from: ``ckpt_path``, ``auto`` (this run directory's
+    last.ckpt, if any) or, in a requeued Slurm job, ``auto`` implicitly."""
+    ckpt_path = cfg.get("ckpt_path")
+    if ckpt_path is None and int(os.environ.get("SLURM_RESTART_COUNT") or 0) > 0:
+        ckpt_path = "auto"  # a requeued Slurm job continues its own run directory
+    if ckpt_path == "auto":
+        last = out_dir / "checkpoints" / "last.ckpt"
+        return str(last) if last.exists() else None
+    return None if ckpt_path is None else str(ckpt_path)
+
+
+def current_hparams(cfg: DictConfig) -> dict[str, Any]:
+    """What a checkpoint of this config would store, for the settings a resume compares."""
+    return {
+        "components": components_of(cfg),
+        "data_config": plain(cfg.data),
+        "seed": cfg.seed,
+        "anneal": plain(cfg.anneal),
+        "elbo_samples": cfg.train.elbo_samples,
+    }
+
+
+def check_resume(cfg: DictConfig, ckpt_path: str, out_dir: Path) -> tuple[dict, str]:
+    """Refuse, in one line and before anything is written, a checkpoint that cannot be read or
+    was trained with other settings; (the checkpoint, why the run is already finished or "")."""
+    from latentflow.rundir import changed_settings, clean_debris, finished, read_checkpoint
+
+    ckpt = read_checkpoint(ckpt_path)
+    changed = changed_settings(ckpt["hyper_parameters"], current_hparams(cfg))
+    if changed:
+        shown = "; ".join(changed[:6]) + (
+            f"; and {len(changed) - 6} more" if len(changed) > 6 else ""
+        )
+        raise ConfigError(
+            f"ckpt_path: {ckpt_path} was trained with other settings ({shown}): resuming would "
+            "continue another run. Use a new run directory, or the checkpoint's settings"
+        )
+    if rank_zero_only.rank == 0 and Path(ckpt_path).parent == out_dir / "checkpoints":
+        clean_debris(out_dir / "checkpoints", ckpt)
+    return ckpt, finished(out_dir, ckpt, plain(cfg.trainer))
+
+
+def stop_reason(trainer: pl.Trainer, timer: Timer) -> str:
+    """Why the fit ended: early_stopping, max_time, max_steps or max_epochs."""
+    from pytorch_lightning.callbacks import EarlyStopping
+
+    if any(isinstance(c, EarlyStopping) and c.stopped_epoch > 0 for c in trainer.callbacks):
+        return "early_stopping"
+    if timer._duration is not None and timer.time_remaining("train") is not None:
+        if timer.time_remaining("train") <= 0:
+            return "max_time"
+    if trainer.max_steps > 0 and trainer.global_step >= trainer.max_steps:
+        return "max_steps"
+    return "max_epochs"
+
+
 def train(
     cfg: DictConfig, extra_callbacks: list[pl.Callback] | tuple[pl.Callback, ...] = ()
 ) -> tuple[float | None, dict[str, Any]]:
     """Fit and evaluate; returns (monitored metric, metrics.json payload).
 
-    ``extra_callbacks`` join the config's ``callbacks`` (Python use: a notebook's own hooks).
+    The run directory is locked for the run's life (``latentflow.rundir``); a resume is checked
+    against the checkpoint before anything is written; a run that is already finished returns
+    its metrics.json and changes nothing. ``extra_callbacks`` join the config's ``callbacks``
+    (Python use: a notebook's own hooks).
     """
+    from latentflow.rundir import RunLock
+
     validate_train_config(cfg)
     check_components(cfg)
     check_cluster(cfg)
+    datamodule = build_datamodule(cfg.data)  # its settings checked; nothing is read yet
     apply_runtime(cfg.runtime.get("threads"), cfg.runtime.get("tune_malloc", True))
     out_dir = Path(cfg.paths.output_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    if rank_zero_only.rank == 0:  # ranks launched by Lightning or srun run this too
-        OmegaConf.save(cfg, out_dir / "config.yaml", resolve=True)
-    pl.seed_everything(cfg.seed, workers=True)
+    # One process per run directory: ranks launched by Lightning or srun share rank 0's lock.
+    lock = RunLock(out_dir) if rank_zero_only.rank == 0 else contextlib.nullcontext()
+    with lock:
+        ckpt_path = resume_point(cfg, out_dir)
+        if ckpt_path:
+            _, done = check_resume(cfg, ckpt_path, out_dir)
+            if done:
+                payload = json.loads((out_dir / "metrics.json").read_text())
+                log.warning("%s is finished (%s): nothing to do", out_dir, done)
+                value = payload.get("val", {}).get(cfg.monitor.split("/", 1)[-1])
+                return value, {**payload, "already_finished": done}
+        if rank_zero_only.rank == 0:
+            OmegaConf.save(cfg, out_dir / "config.yaml", resolve=True)
+        return _fit_and_evaluate(cfg, out_dir, datamodule, ckpt_path, list(extra_callbacks))
 
-    datamodule = build_datamodule(cfg.data)
+
+def _fit_and_evaluate(
+    cfg: DictConfig,
+    out_dir: Path,
+    datamodule: Any,
+    ckpt_path: str | None,
+    extra_callbacks: list[pl.Callback],
+) -> tuple[float | None, dict[str, Any]]:
+    pl.seed_everything(cfg.seed, workers=True)
     datamodule.prepare_data()
     datamodule.setup("fit")
     log.info("data: %s", datamodule.describe())
@@ -251,20 +335,12 @@ def train(
     from latentflow.lightning.callbacks import ResumeDataOrder
 
     callbacks = [*instantiate_dict(cfg.get("callbacks"), "callbacks"), ResumeDataOrder()]
-    callbacks += list(extra_callbacks)
+    callbacks += extra_callbacks
     if cfg.trainer.get("max_time") is None and not any(isinstance(c, Timer) for c in callbacks):
         callbacks.append(Timer())  # training time, kept in checkpoints across resumes
     trainer: pl.Trainer | None = None
     try:
-        trainer = instantiate({**plain(cfg.trainer), "_partial_": True}, "trainer")(
-            callbacks=callbacks, logger=build_loggers(cfg) or False, plugins=build_plugins()
-        )
-        ckpt_path = cfg.get("ckpt_path")
-        if ckpt_path is None and int(os.environ.get("SLURM_RESTART_COUNT") or 0) > 0:
-            ckpt_path = "auto"  # a requeued Slurm job continues its own run directory
-        if ckpt_path == "auto":
-            last = out_dir / "checkpoints" / "last.ckpt"
-            ckpt_path = str(last) if last.exists() else None
+        trainer = build_trainer(cfg, callbacks)
         if ckpt_path:
             log.info("resuming from %s", ckpt_path)
             # Resuming into its own run directory: the checkpoints there are expected.
@@ -278,6 +354,11 @@ def train(
         train_time = timer.time_elapsed("train") if ran_here else time.time() - start
 
         best = getattr(trainer.checkpoint_callback, "best_model_path", "") or None
+        if trainer.checkpoint_callback is not None and best is None and trainer.world_size == 1:
+            raise FloatingPointError(
+                f"no validation of this run gave a finite {cfg.monitor}: nothing it learned is "
+                "usable, so no best checkpoint was written (lower optimizer.lr, check the data)"
+            )
         splits = ["val", "test"] if cfg.get("test", True) else ["val"]
         metrics = evaluate_best(trainer, module, datamodule, best, cfg.seed, splits)
     finally:
@@ -290,6 +371,7 @@ def train(
         "best_checkpoint": best,
         "epochs": epochs,
         "global_step": global_step,
+        "stop_reason": stop_reason(trainer, timer),
         "train_time_s": train_time,
         "parameters": n_params,
         "seed": cfg.seed,
@@ -303,35 +385,39 @@ def train(
     return (value if value is not None and math.isfinite(value) else None), payload
 
 
+def build_trainer(cfg: DictConfig, callbacks: list[pl.Callback]) -> pl.Trainer:
+    """The Trainer of ``cfg.trainer``; Lightning's refusals are one-line ConfigErrors."""
+    from lightning_fabric.utilities.exceptions import MisconfigurationException
+
+    factory = instantiate({**plain(cfg.trainer), "_partial_": True}, "trainer")
+    try:
+        return factory(
+            callbacks=callbacks, logger=build_loggers(cfg) or False, plugins=build_plugins()
+        )
+    except MisconfigurationException as err:
+        raise ConfigError(f"trainer: {str(err).splitlines()[0]}") from None
+
+
 # ----------------------------------------------------------------------------- checkpoints
 def load_module(ckpt_path: str | Path, map_location: str = "cpu") -> Any:
-    """The LightningModule stored in a checkpoint, rebuilt from its saved hyperparameters."""
+    """The LightningModule stored in a checkpoint, rebuilt from its saved hyperparameters
+    (no YAML); a file that is not a readable latentflow checkpoint is one ConfigError."""
     from latentflow.lightning.module import SequenceLitModule
+    from latentflow.rundir import read_checkpoint
 
-    path = Path(ckpt_path)
-    if not path.is_file():
-        raise ConfigError(f"ckpt_path: no checkpoint file at {path}")
+    ckpt = read_checkpoint(ckpt_path)
     try:
-        ckpt = torch.load(path, map_location=map_location, weights_only=False)
-    except Exception as err:  # torch raises many types for a file that is not a checkpoint
-        raise ConfigError(f"ckpt_path: {path} is not a readable checkpoint ({err})") from err
-    hparams = ckpt.get("hyper_parameters") if isinstance(ckpt, dict) else None
-    if not isinstance(hparams, dict):
-        raise ConfigError(f"ckpt_path: {path} is not a latentflow checkpoint (no hyperparameters)")
-    if "components" not in hparams:
-        raise ConfigError(
-            f"ckpt_path: {path} was written by latentflow 0.1 (model parts by name); this "
-            "version rebuilds models from their component nodes: retrain, or use 0.1 to read it"
-        )
-    try:
-        module = SequenceLitModule(**hparams)
+        module = SequenceLitModule(**ckpt["hyper_parameters"])
         module.load_state_dict(ckpt["state_dict"])
         module.on_load_checkpoint(ckpt)
     except ComponentError:
         raise
     except (RuntimeError, KeyError, ValueError, TypeError) as err:
-        raise ConfigError(f"ckpt_path: {path} is not a latentflow checkpoint ({err})") from err
-    return module
+        detail = str(err).splitlines()[0][:200]
+        raise ConfigError(
+            f"ckpt_path: {ckpt_path} does not fit its own model ({detail})"
+        ) from None
+    return module.to(map_location)
 
 
 def datamodule_from_checkpoint(module: Any, overrides: dict[str, Any]) -> Any:
@@ -403,8 +489,12 @@ def sample(cfg: DictConfig) -> dict[str, Any]:
     if text and not hp.get("vocab"):
         raise ConfigError(f"ckpt_path: {cfg.ckpt_path} stores no vocabulary to decode text")
     max_length = int(hp["data"]["max_length"])
-    if cfg.length is not None and cfg.length > max_length:
-        log.warning("length %d > max_length %d: positions clamp", cfg.length, max_length)
+    if cfg.length is not None and cfg.length > max_length and not cfg.get("allow_long"):
+        raise ConfigError(
+            f"length={cfg.length} is beyond the model's support: p(T) ends at {max_length}, and "
+            "longer positions reuse the last position features. Lower it, or set "
+            "allow_long=true to generate anyway"
+        )
 
     torch.manual_seed(cfg.seed)
     generator = torch.Generator().manual_seed(cfg.seed)
@@ -497,3 +587,38 @@ def build_recipe_net(
     from latentflow.models.build import build_net
 
     return build_net(components_of(compose(overrides)), data, length_distribution)
+
+
+# ----------------------------------------------------------------------------- command lines
+def one_line(err: BaseException) -> str:
+    """A Hydra/OmegaConf error message (several lines, indented details) as one line."""
+    lines = [ln.strip() for ln in str(err).splitlines() if ln.strip()]
+    skip = ("full_key:", "object_type=", "reference_type=", "Set the environment variable")
+    lines = [ln for ln in lines if not ln.startswith(skip)]
+    if "Config search path:" in lines:
+        lines = lines[: lines.index("Config search path:")]
+    if any(ln.startswith("Available options") for ln in lines):
+        i = next(i for i, ln in enumerate(lines) if ln.startswith("Available options"))
+        lines = [*lines[:i], f"(available: {', '.join(lines[i + 1 :])})"]
+    return " ".join(lines) or type(err).__name__
+
+
+def run_cli(main: Any, prog: str) -> None:
+    """Run a ``hydra.main`` function so that configuration errors Hydra or OmegaConf raise
+    (an unknown key or option, a bad override) end in one ``prog: error:`` line, exit 2, like
+    the errors latentflow raises itself. ``HYDRA_FULL_ERROR=1`` in the environment keeps
+    Hydra's own report (with its traceback)."""
+    from hydra.errors import HydraException
+    from omegaconf.errors import OmegaConfBaseException
+
+    if os.environ.get("HYDRA_FULL_ERROR"):
+        main()
+        return
+    os.environ["HYDRA_FULL_ERROR"] = "1"  # let the errors reach this frame
+    try:
+        main()
+    except (HydraException, OmegaConfBaseException) as err:
+        print(f"{prog}: error: {one_line(err)}", file=sys.stderr)
+        raise SystemExit(2) from None
+    finally:
+        os.environ.pop("HYDRA_FULL_ERROR", None)

@@ -17,7 +17,7 @@ import hydra
 import torch
 from omegaconf import DictConfig
 
-from latentflow.run import CONF_DIR, USER_ERRORS, sample
+from latentflow.run import CONF_DIR, USER_ERRORS, run_cli, sample
 
 
 @hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="sample")
@@ -30,5 +30,10 @@ def main(cfg: DictConfig) -> None:
         raise SystemExit(2) from None
 
 
+def cli() -> None:
+    """The ``latentflow-sample`` command: ``main`` with one-line configuration errors."""
+    run_cli(main, "latentflow-sample")
+
+
 if __name__ == "__main__":
-    main()
+    cli()

@@ -25,13 +25,19 @@ import hydra
 from omegaconf import DictConfig
 from pytorch_lightning.utilities.exceptions import SIGTERMException
 
-from latentflow.run import CONF_DIR, USER_ERRORS, train
+from latentflow.run import CONF_DIR, USER_ERRORS, run_cli, train
 
 
 @hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="train")
 def main(cfg: DictConfig) -> float | None:
     try:
-        value, _ = train(cfg)
+        value, payload = train(cfg)
+        if payload.get("already_finished"):
+            print(
+                f"latentflow-train: {cfg.paths.output_dir} is already finished "
+                f"({payload['already_finished']}); nothing to do",
+                file=sys.stderr,
+            )
     except USER_ERRORS as err:
         print(f"latentflow-train: error: {err}", file=sys.stderr)
         raise SystemExit(2) from None
@@ -48,5 +54,10 @@ def main(cfg: DictConfig) -> float | None:
     return value
 
 
+def cli() -> None:
+    """The ``latentflow-train`` command: ``main`` with one-line configuration errors."""
+    run_cli(main, "latentflow-train")
+
+
 if __name__ == "__main__":
-    main()
+    cli()

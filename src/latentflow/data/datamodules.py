@@ -23,7 +23,7 @@ from torch.utils.data import DataLoader
 
 from latentflow.data import music, ptb
 from latentflow.data.batching import Batch, BucketBatchSampler, collate_music, collate_text
-from latentflow.data.download import resolve_root
+from latentflow.data.download import DataError, resolve_root
 from latentflow.data.lengths import LengthDistribution
 from latentflow.data.vocab import CharVocab
 
@@ -54,8 +54,10 @@ class _BucketedDataModule(pl.LightningDataModule):
         base_url: str | None,
         length_smoothing: float,
         limit_sequences: int | None,
+        verify: bool = True,
     ) -> None:
         super().__init__()
+        self.verify = bool(verify)
         if (batch_size is None) == (max_tokens is None):
             raise ValueError(
                 "set exactly one of data.batch_size and data.max_tokens, got "
@@ -99,9 +101,19 @@ class _BucketedDataModule(pl.LightningDataModule):
 
     # -- Lightning hooks ----------------------------------------------------------------------
     def setup(self, stage: str | None = None) -> None:
-        """Read all three splits (once) and build the length distribution."""
+        """Read all three splits (once) and build the length distribution. A split left empty
+        (by the data, a length filter or a split ratio) is a DataError naming it."""
         if self.train_dataset is None:
             self._load()
+            for split, dataset in self._split_items().items():
+                if len(dataset) == 0:
+                    raise DataError(
+                        f"data: the {split} split has no sequences{self._why_empty(split)}"
+                    )
+
+    def _why_empty(self, split: str) -> str:
+        """Why a split may be empty (subclasses name their filters)."""
+        return ""
 
     def _replicas(self) -> tuple[int, int]:
         trainer = self.trainer
@@ -223,6 +235,7 @@ class PTBCharDataModule(_BucketedDataModule):
         base_url: str | None = None,
         length_smoothing: float = 1.0,
         limit_sequences: int | None = None,
+        verify: bool = True,
     ) -> None:
         super().__init__(
             root,
@@ -235,6 +248,7 @@ class PTBCharDataModule(_BucketedDataModule):
             base_url,
             length_smoothing,
             limit_sequences,
+            verify,
         )
         _check_count("max_length", max_length, minimum=2, optional=False)
         if eval_long not in ptb.EVAL_LONG:
@@ -247,7 +261,7 @@ class PTBCharDataModule(_BucketedDataModule):
         self.lines: dict[str, int] = {}
 
     def prepare_data(self) -> None:
-        ptb.prepare_ptb(Path(self.root), self.download, self.base_url)
+        ptb.prepare_ptb(Path(self.root), self.download, self.base_url, verify=self.verify)
 
     def _load(self) -> None:
         data = ptb.load_ptb(self.root, self.length_limit, self.eval_long, self.limit_sequences)
@@ -266,6 +280,15 @@ class PTBCharDataModule(_BucketedDataModule):
             self.train_dataset.lengths.tolist(), support, self.length_smoothing
         )
         self.max_length = self.length_distribution.max_length
+
+    def _why_empty(self, split: str) -> str:
+        dropped = self.dropped.get(split, 0)
+        if dropped:
+            return (
+                f" ({dropped} of {self.lines[split]} dropped by the length filter "
+                f"data.max_length={self.length_limit}: T < max_length is kept)"
+            )
+        return ""
 
     def describe(self) -> dict[str, Any]:
         out = super().describe()
@@ -304,6 +327,7 @@ class PolyphonicDataModule(_BucketedDataModule):
         base_url: str | None = None,
         length_smoothing: float = 1.0,
         limit_sequences: int | None = None,
+        verify: bool = True,
     ) -> None:
         music.check_name(name)
         super().__init__(
@@ -317,6 +341,7 @@ class PolyphonicDataModule(_BucketedDataModule):
             base_url,
             length_smoothing,
             limit_sequences,
+            verify,
         )
         self.save_hyperparameters()
         self.name = name
@@ -324,7 +349,9 @@ class PolyphonicDataModule(_BucketedDataModule):
         self.collate_fn = collate_music
 
     def prepare_data(self) -> None:
-        music.prepare_music(Path(self.root), self.name, self.download, self.base_url)
+        music.prepare_music(
+            Path(self.root), self.name, self.download, self.base_url, verify=self.verify
+        )
 
     def _load(self) -> None:
         splits = music.load_music(self.root, self.name, self.limit_sequences)

@@ -16,8 +16,10 @@ replaces all of them with one mirror laid out like the data root: file `rel` is 
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import http.client
+import json
 import os
 import tempfile
 import urllib.error
@@ -143,6 +145,7 @@ def write_atomic(
     failure, including a checksum mismatch, which raises `DataError` naming the file and both
     hashes. `sha256=None` skips the check.
     """
+    created = [p for p in [dest.parent, *dest.parent.parents] if not p.exists()]
     dest.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp_name = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}.", suffix=".part")
     os.close(fd)
@@ -158,8 +161,53 @@ def write_atomic(
                     f"got {actual}; the file was not kept"
                 )
         os.replace(tmp, dest)
+        created = []
     finally:
         tmp.unlink(missing_ok=True)
+        for folder in created:  # a failed write leaves no empty folders behind
+            with contextlib.suppress(OSError):
+                folder.rmdir()
+
+
+def cache_dir() -> Path:
+    """Where latentflow keeps small caches: $LATENTFLOW_CACHE, else $XDG_CACHE_HOME/latentflow,
+    else ~/.cache/latentflow."""
+    if os.environ.get("LATENTFLOW_CACHE"):
+        return Path(os.environ["LATENTFLOW_CACHE"]).expanduser()
+    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(base) / "latentflow"
+
+
+def verify_file(path: Path, rel: str, checksums: Mapping[str, str] = KNOWN_SHA256) -> None:
+    """Check a data file already on disk against its known SHA-256 (files latentflow knows);
+    a mismatch is a DataError. The result is remembered by path, size and modification time
+    (``cache_dir()/verified.json``), so the hash is computed once per file, not per run."""
+    expected = checksums.get(rel)
+    if expected is None:
+        return
+    stat = path.stat()
+    key = str(path.resolve())
+    record = {"size": stat.st_size, "mtime_ns": stat.st_mtime_ns, "sha256": expected}
+    cache_file = cache_dir() / "verified.json"
+    try:
+        cache = json.loads(cache_file.read_text())
+    except (OSError, ValueError):
+        cache = {}
+    if cache.get(key) == record:
+        return
+    actual = sha256_file(path)
+    if actual != expected:
+        raise DataError(
+            f"{path}: not the known {rel} (sha256 {actual[:16]}..., expected {expected[:16]}...): "
+            "the file was changed or damaged. Restore it, delete it to download it again, or "
+            "set data.verify=false to use it as it is"
+        )
+    cache[key] = record
+    with contextlib.suppress(OSError):  # a read-only home only costs the hash next time
+        cache_file.parent.mkdir(parents=True, exist_ok=True)
+        tmp = cache_file.with_name(f".{cache_file.name}.{os.getpid()}")
+        tmp.write_text(json.dumps(cache, indent=0, sort_keys=True))
+        tmp.replace(cache_file)
 
 
 def fetch(url: str, dest: Path, sha256: str | None, timeout: float = 60.0) -> None:

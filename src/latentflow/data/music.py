@@ -25,6 +25,7 @@ from latentflow.data.download import (
     DataError,
     ensure_downloaded,
     missing_error,
+    verify_file,
     write_atomic,
 )
 
@@ -129,6 +130,13 @@ def read_npz(path: Path) -> dict[str, MusicDataset]:
         raise DataError(f"{path}: file not found")
     if path.stat().st_size == 0:
         raise DataError(f"{path}: the file is empty")
+    with path.open("rb") as f:
+        magic = f.read(4)
+    if magic != b"PK\x03\x04":
+        raise DataError(
+            f"{path}: not an .npz archive (it does not start with a zip header): a corrupt or "
+            "foreign file; delete it and run prepare_data() to fetch it again"
+        )
     try:
         with np.load(path, allow_pickle=False) as archive:
             arrays = {key: archive[key] for key in archive.files}
@@ -158,6 +166,18 @@ def _check_split(path: Path, split: str, arrays: Mapping[str, np.ndarray]) -> Mu
         or steps[-1] != len(notes)
     ):
         raise DataError(f"{path}: {split}_step_offsets do not match the notes and sequences")
+    step_of_note = np.repeat(np.arange(len(steps) - 1), np.diff(steps))  # [total notes]
+    unordered = np.flatnonzero((np.diff(step_of_note) == 0) & (np.diff(notes) <= 0))
+    if unordered.size:
+        k = int(unordered[0]) + 1
+        g = int(step_of_note[k])
+        i = int(np.searchsorted(seqs, g, side="right")) - 1
+        dup = int(notes[k]) == int(notes[k - 1])
+        raise DataError(
+            f"{path}: {'note ' + str(int(notes[k])) + ' twice' if dup else 'notes out of order'} "
+            f"in {split} sequence {i}, step {g - int(seqs[i])} ({unordered.size} such places): "
+            "each step lists distinct notes in ascending order"
+        )
     bad = np.flatnonzero((notes < LOWEST_NOTE) | (notes > HIGHEST_NOTE))
     if bad.size:
         k = int(bad[0])
@@ -188,10 +208,16 @@ def arrays_from_mat(path: Path) -> dict[str, np.ndarray]:
         notes, steps, seqs = [], [0], [0]
         for i, roll in enumerate(np.asarray(mat[key]).ravel()):
             roll = np.asarray(roll)
-            if roll.ndim != 2 or roll.shape[1] != NUM_NOTES or not np.isin(roll, (0, 1)).all():
+            if roll.ndim != 2 or roll.shape[1] != NUM_NOTES:
                 raise DataError(
-                    f"{path}: {key} sequence {i} must be a T x {NUM_NOTES} 0/1 matrix "
+                    f"{path}: {key} sequence {i} must be a T x {NUM_NOTES} matrix "
                     f"(column j = MIDI note {LOWEST_NOTE} + j), got shape {roll.shape}"
+                )
+            if not np.isin(roll, (0, 1)).all():
+                t, j = (int(v[0]) for v in np.nonzero(~np.isin(roll, (0, 1))))
+                raise DataError(
+                    f"{path}: {key} sequence {i} holds {float(roll[t, j])} at step {t}, note "
+                    f"{LOWEST_NOTE + j}: a piano roll is 0/1 (shape {roll.shape} is right)"
                 )
             t, col = np.nonzero(roll)  # row-major: ascending notes within a step
             notes.append((col + LOWEST_NOTE).astype(np.uint8))
@@ -224,11 +250,15 @@ def prepare_music(
     download: bool = True,
     base_url: str | None = None,
     checksums: Mapping[str, str] = KNOWN_SHA256,
+    verify: bool = True,
 ) -> None:
-    """Make sure `music/<name>.npz` is under `root`, building it from the downloaded .mat."""
+    """Make sure `music/<name>.npz` is under `root`, building it from the downloaded .mat; with
+    `verify`, a file already there is checked against its known SHA-256 (once per file)."""
     check_name(name)
     rel = npz_file(name)
     if (root / rel).exists():
+        if verify:
+            verify_file(root / rel, rel, checksums)
         return
     if not download:
         raise missing_error(root, [rel], reason="data.download is off")

@@ -31,6 +31,7 @@ from latentflow.data.download import (
     DataError,
     ensure_downloaded,
     missing_error,
+    verify_file,
     write_atomic,
 )
 from latentflow.data.vocab import CharVocab
@@ -68,13 +69,20 @@ def prepare_ptb(
     download: bool = True,
     base_url: str | None = None,
     checksums: Mapping[str, str] = KNOWN_SHA256,
+    verify: bool = True,
 ) -> None:
-    """Make sure the three char files are under `root`, fetching what is missing.
+    """Make sure the three char files are under `root`, fetching what is missing; with
+    `verify`, files already there are checked against their known SHA-256 (once per file).
 
     valid/test are downloaded; train is rebuilt from the downloaded word file `ptb.train.txt`
     (the char train file is byte-identical to Mikolov's, so its checksum is checked too).
     """
     missing = [char_file(s) for s in SPLITS if not (root / char_file(s)).exists()]
+    if verify:
+        for split in SPLITS:
+            rel = char_file(split)
+            if rel not in missing:
+                verify_file(root / rel, rel, checksums)
     if not missing:
         return
     if not download:

@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 import pytorch_lightning as pl
 import torch
+from pytorch_lightning.callbacks import ModelCheckpoint
 from pytorch_lightning.loggers import TensorBoardLogger, WandbLogger
 from pytorch_lightning.trainer.states import RunningStage
 from pytorch_lightning.utilities.exceptions import SIGTERMException
@@ -108,6 +109,20 @@ class ResumeDataOrder(pl.Callback):
             return
         sampler.set_start(resume["batches"], epoch=resume["epoch"])
         log.info("resuming epoch %d at batch %d", resume["epoch"], resume["batches"])
+
+
+class BestCheckpoint(ModelCheckpoint):
+    """``ModelCheckpoint`` that never writes a "best" checkpoint whose monitored value is NaN or
+    infinite (Lightning ranks a NaN as the worst value, yet keeps it when nothing better has
+    been seen: a model that learned nothing would be the run's best). ``last.ckpt`` is still
+    written: it is the resume point, whatever the metric."""
+
+    def _save_topk_checkpoint(self, trainer: pl.Trainer, monitor_candidates: dict) -> None:
+        current = monitor_candidates.get(self.monitor) if self.monitor else None
+        if current is not None and not bool(torch.isfinite(torch.as_tensor(current))):
+            log.warning("%s is %s: no best checkpoint from this validation", self.monitor, current)
+            return
+        super()._save_topk_checkpoint(trainer, monitor_candidates)
 
 
 class StepCheckpoint(_StepBoundary):

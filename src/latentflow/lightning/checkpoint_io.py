@@ -22,22 +22,38 @@ from lightning_fabric.plugins.io.torch_io import TorchCheckpointIO
 TMP_PREFIX = ".tmp-"
 
 
+class CheckpointWriteError(OSError):
+    """A checkpoint could not be written (a full disk, a quota, permissions); the file it
+    would have replaced is intact."""
+
+
 def atomic_torch_save(obj: Any, path: str | os.PathLike[str]) -> None:
     """``torch.save(obj, path)``, all or nothing (see the module docstring)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f"{TMP_PREFIX}{path.name}.", dir=path.parent)
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f"{TMP_PREFIX}{path.name}.", dir=path.parent)
+    except OSError as err:
+        raise _write_error(path, err) from None
     try:
         with os.fdopen(fd, "wb") as f:
             torch.save(obj, f)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as err:
         with contextlib.suppress(OSError):
             os.unlink(tmp)
+        if isinstance(err, OSError) or "write" in str(err).lower():
+            raise _write_error(path, err) from None
         raise
     _fsync_dir(path.parent)
+
+
+def _write_error(path: Path, err: BaseException) -> CheckpointWriteError:
+    reason = getattr(err, "strerror", None) or str(err).splitlines()[0]
+    kept = f"the previous {path.name} is intact" if path.exists() else "no earlier file existed"
+    return CheckpointWriteError(f"could not write the checkpoint {path} ({reason}); {kept}")
 
 
 def _fsync_dir(directory: Path) -> None:
