@@ -115,7 +115,6 @@ def same_tensors(a: dict[str, Any], b: dict[str, Any]) -> list[str]:
 
 
 REPO = Path(__file__).resolve().parents[1]
-FAKE_SLURM = REPO / "tests" / "fake_slurm"
 # A run long enough to resume in the middle of it: 3 epochs of 5 batches, KL weight moving
 # within epochs (so the batch index must be restored), no logger, no test split.
 RESUMABLE = [
@@ -312,3 +311,14 @@ class NaNWeights(pl.Callback):
         with torch.no_grad():
             for p in pl_module.parameters():
                 p.fill_(float("nan"))
+
+
+class SlowSteps(pl.Callback):
+    """Sleep ``seconds`` after every training batch: a tiny run that lasts as long as a
+    time-limit test needs, with the same arithmetic."""
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds = seconds
+
+    def on_train_batch_end(self, *args: Any, **kwargs: Any) -> None:
+        time.sleep(self.seconds)

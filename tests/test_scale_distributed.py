@@ -1,12 +1,10 @@
-"""Multi-process training and Slurm, without GPUs or a cluster.
+"""Multi-process training, without GPUs or a cluster.
 
 * DDP on 2 CPU processes (gloo), Lightning's ``ddp`` launched from the CLI: the evaluation sums
   are reduced once (the NLL equals a single-process evaluation of the same checkpoint), one
   logger run, one checkpoint writer.
-* Slurm through hydra-submitit-launcher with stand-in sbatch/srun/sacct/scontrol on PATH: the
-  real batch script runs, its 2 srun tasks are Lightning's ranks (SLURMEnvironment), and the
-  requeue signal leads to a checkpoint, a requeue and a resume that ends exactly where an
-  uninterrupted run ends.
+* Slurm's settings and the environment Lightning reads from it (the real scheduler, end to end:
+  tests/test_slurm.py).
 * submitit_local for sweeps.
 """
 
@@ -14,7 +12,6 @@ from __future__ import annotations
 
 import json
 import signal
-import subprocess
 from pathlib import Path
 
 import numpy as np
@@ -37,15 +34,11 @@ from latentflow.run import (
 
 from .helpers import compose_config
 from .scale_helpers import (
-    FAKE_SLURM,
-    REPO,
     RESUMABLE,
     run_cli,
     subprocess_env,
     synthetic_batch,
     tiny_module,
-    train_command,
-    wait_for,
 )
 
 DDP_CPU = ["trainer=ddp_cpu", "logger=csv"]
@@ -215,86 +208,6 @@ def test_slurm_launcher_config_ties_tasks_and_gpus_to_the_trainer():
     assert launcher._target_.endswith("SlurmLauncher")
     assert (launcher.tasks_per_node, launcher.gpus_per_node, launcher.nodes) == (4, 4, 2)
     assert launcher.signal_delay_s > 0 and launcher.max_num_timeout > 0
-
-
-# -- Slurm, end to end with stand-in commands ----------------------------------------------------
-def slurm_env(data_root: Path, state: Path) -> dict[str, str]:
-    import os
-    import sys
-
-    env = subprocess_env(data_root)
-    for key in [k for k in env if k.startswith("SLURM_")]:
-        del env[key]  # the test itself might run inside a Slurm job
-    env["PATH"] = f"{FAKE_SLURM}{os.pathsep}{env['PATH']}"
-    env["FAKE_SLURM_STATE"] = str(state)
-    env["FAKE_SLURM_PYTHON"] = sys.executable
-    return env
-
-
-@pytest.mark.slow
-def test_slurm_ddp_job_requeues_and_resumes_exactly(ddp_run, real_data_root, tmp_path):
-    """hydra/launcher=slurm with 2 tasks: the batch script submitit writes runs under the
-    stand-in sbatch; srun starts 2 ranks that Lightning detects as a SLURM world of 2. The
-    requeue signal (SIGUSR2, as Slurm sends it before the time limit) arrives mid-epoch: the
-    ranks agree to stop after the batch, rank 0 writes last.ckpt, submitit requeues, the job
-    restarts with SLURM_RESTART_COUNT=1 and resumes; the final metrics equal the
-    uninterrupted DDP run's."""
-    state, sweep, marker = tmp_path / "slurm", tmp_path / "sweep", tmp_path / "paused"
-    env = slurm_env(real_data_root, state)
-    args = [
-        "-m",
-        "hydra/launcher=slurm",
-        "hydra.launcher.gpus_per_node=null",
-        "hydra.launcher.cpus_per_task=1",
-        "hydra.launcher.partition=debug",
-        f"hydra.sweep.dir={sweep}",
-        *RESUMABLE,
-        *DDP_CPU,  # spawn, switched to the srun tasks under Slurm
-        "+callbacks.pause._target_=tests.scale_helpers.PauseAtStep",
-        "+callbacks.pause.step=4",  # epoch 1, batch 1
-        f"+callbacks.pause.marker={marker}",
-    ]
-    proc = subprocess.Popen(
-        train_command(*args),
-        cwd=REPO,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-    job = None
-    try:
-        wait_for(marker, proc)
-        (job,) = [p.name.split(".")[0] for p in state.glob("*.job.json")]
-        # Slurm signals every task of the job; the stand-in scancel does the same.
-        subprocess.run(["scancel", "--signal=USR2", job], env=env, check=True, timeout=30)
-        out, _ = proc.communicate(timeout=300)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            if job is not None:  # leave no ranks behind
-                subprocess.run(["scancel", "--signal=KILL", job], env=env, timeout=30)
-    assert proc.returncode == 0, out[-3000:]
-
-    (script,) = sweep.glob(".submitit/*/*_submission.sh")
-    text = script.read_text()
-    for line in ["--ntasks-per-node=2", "--nodes=1", "--signal=USR2@120", "--partition=debug"]:
-        assert f"#SBATCH {line}" in text, line
-    assert "srun --unbuffered" in text and "submitit.core._submit" in text
-    logs = {p.name: p.read_text() for p in sweep.glob(".submitit/*/*_log.*")}
-    rank0 = "".join(v for k, v in logs.items() if "_0_log" in k)
-    rank1 = "".join(v for k, v in logs.items() if "_1_log" in k)
-    assert "GLOBAL_RANK: 1, MEMBER: 2/2" in rank1  # srun task 1 is Lightning's rank 1
-    assert "Requeued job" in rank0 and "Not checkpointing nor requeuing" in rank1
-    assert rank0.count("resuming epoch 1 at batch 2") == 1
-    job_state = json.loads((state / f"{job}.state.json").read_text())
-    assert job_state["restarts"] == 1  # ran twice: before and after the requeue
-    assert len(list(state.glob("*.job.json"))) == 1  # requeued, not submitted again
-
-    resumed = json.loads((sweep / "0" / "metrics.json").read_text())
-    reference = json.loads((ddp_run / "metrics.json").read_text())
-    assert resumed["val"] == reference["val"]
-    assert resumed["global_step"] == reference["global_step"] == 9
 
 
 @pytest.mark.slow

@@ -352,6 +352,7 @@ def _fit_and_evaluate(
         timer = next(c for c in trainer.callbacks if isinstance(c, Timer))
         ran_here = timer.start_time("train") is not None
         train_time = timer.time_elapsed("train") if ran_here else time.time() - start
+        reason = stop_reason(trainer, timer)
 
         best = getattr(trainer.checkpoint_callback, "best_model_path", "") or None
         if trainer.checkpoint_callback is not None and best is None and trainer.world_size == 1:
@@ -371,7 +372,7 @@ def _fit_and_evaluate(
         "best_checkpoint": best,
         "epochs": epochs,
         "global_step": global_step,
-        "stop_reason": stop_reason(trainer, timer),
+        "stop_reason": reason,
         "train_time_s": train_time,
         "parameters": n_params,
         "seed": cfg.seed,
