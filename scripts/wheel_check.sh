@@ -21,6 +21,14 @@ assert "site-packages" in str(path), path
 assert (path.parent / "conf" / "train.yaml").is_file(), "configs are not in the wheel"
 print("installed at", path.parent)
 PY
+# No extras: none of the optional features' libraries came with it, and each says what to add.
+if "$bin/python" -c "import wandb" 2>/dev/null; then echo "wandb came without [wandb]"; exit 1; fi
+if "$bin/latentflow-train" logger=wandb debug=tiny hydra.run.dir="$work/w" 2>"$work/err"; then
+  echo "logger=wandb ran without the wandb extra"; exit 1
+fi
+grep -q "pip install 'latentflow\[wandb\]'" "$work/err" || { cat "$work/err"; exit 1; }
+"$bin/latentflow-train" -m hydra/launcher=slurm debug=tiny 2>"$work/err" && exit 1
+grep -q "pip install 'latentflow\[slurm\]'" "$work/err" || { cat "$work/err"; exit 1; }
 common=(runtime.threads=1 trainer.enable_progress_bar=false)
 "$bin/latentflow-train" experiment=jsb/af_af debug=tiny "${common[@]}" hydra.run.dir="$work/run"
 test -f "$work/run/metrics.json"

@@ -37,10 +37,14 @@ def generate(
     Returns the sequences (CPU tensors, ``[T_i]`` ids or ``[T_i, 88]`` rolls) and, for flow
     models, log p(z | T) of each latent sample ([N], float64), else None.
     """
+    from tqdm.auto import tqdm
+
     net.eval()
     xs: list[Tensor] = []
     log_pz: list[Tensor] = []
-    for start in range(0, len(lengths), batch_size):
+    starts = range(0, len(lengths), batch_size)
+    bar = tqdm(total=len(lengths), unit="seq", desc="sampling", disable=len(starts) < 2)
+    for start in starts:
         chunk = lengths[start : start + batch_size]
         with native_rnn():  # the decoder's BiLSTM too (see latentflow.models.recurrent)
             out = net.sample(
@@ -50,6 +54,8 @@ def generate(
         xs.extend(x[i, : int(T)] for i, T in enumerate(chunk))
         if "log_pz" in out:
             log_pz.append(out["log_pz"].double().cpu())
+        bar.update(len(chunk))
+    bar.close()
     return xs, (torch.cat(log_pz) if log_pz else None)
 
 

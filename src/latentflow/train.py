@@ -25,11 +25,13 @@ import hydra
 from omegaconf import DictConfig
 from pytorch_lightning.utilities.exceptions import SIGTERMException
 
-from latentflow.run import CONF_DIR, USER_ERRORS, run_cli, train
+from latentflow.run import CONF_DIR, USER_ERRORS, TrialFailed, in_sweep, run_cli, train
 
 
 @hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="train")
 def main(cfg: DictConfig) -> float | None:
+    """One run; under ``-m`` one trial of a sweep, whose failure is recorded (``failed.json``
+    in its directory) and raised as ``TrialFailed`` for the sweeper, so the sweep goes on."""
     try:
         value, payload = train(cfg)
         if payload.get("already_finished"):
@@ -39,11 +41,9 @@ def main(cfg: DictConfig) -> float | None:
                 file=sys.stderr,
             )
     except USER_ERRORS as err:
-        print(f"latentflow-train: error: {err}", file=sys.stderr)
-        raise SystemExit(2) from None
-    except FloatingPointError as err:  # the non-finite guard gave up
-        print(f"latentflow-train: error: {err}", file=sys.stderr)
-        raise SystemExit(1) from None
+        fail(cfg, err, 2)
+    except FloatingPointError as err:  # the non-finite guard gave up, or nothing was learned
+        fail(cfg, err, 1)
     except SIGTERMException:
         last = Path(cfg.paths.output_dir) / "checkpoints" / "last.ckpt"
         print(
@@ -52,6 +52,14 @@ def main(cfg: DictConfig) -> float | None:
         )
         raise SystemExit(128 + 15) from None
     return value
+
+
+def fail(cfg: DictConfig, err: Exception, code: int) -> None:
+    """One line on stderr; then exit ``code``, or, in a sweep, let the sweeper record it."""
+    print(f"latentflow-train: error: {err}", file=sys.stderr)
+    if in_sweep():
+        raise TrialFailed.record(Path(cfg.paths.output_dir), err) from None
+    raise SystemExit(code) from None
 
 
 def cli() -> None:

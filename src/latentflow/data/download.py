@@ -214,10 +214,15 @@ def fetch(url: str, dest: Path, sha256: str | None, timeout: float = 60.0) -> No
     """Download `url` to `dest`, streamed through a verified temporary file (see write_atomic)."""
 
     def write(tmp: Path) -> None:
+        from tqdm.auto import tqdm
+
         try:
             with urllib.request.urlopen(url, timeout=timeout) as response, open(tmp, "wb") as f:
-                while chunk := response.read(_CHUNK):
-                    f.write(chunk)
+                size = int(response.headers.get("Content-Length") or 0) or None
+                with tqdm(total=size, unit="B", unit_scale=True, desc=dest.name) as bar:
+                    while chunk := response.read(_CHUNK):
+                        f.write(chunk)
+                        bar.update(len(chunk))
         except (urllib.error.URLError, http.client.HTTPException, OSError) as err:
             raise DownloadError(f"could not download {dest.name} from {url}: {err}") from err
 
