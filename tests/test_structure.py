@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 SRC = Path(__file__).resolve().parents[1] / "src" / "latentflow"
-ENTRY_POINTS = ("train", "evaluate", "sample", "plot_cli")
+ENTRY_POINTS = ("train", "evaluate", "sample", "plot_cli", "prepare")
 CORE = ("latentflow.flows", "latentflow.models", "latentflow.protocols", "latentflow.components")
 
 

@@ -81,11 +81,17 @@ def check_sample_config(cfg: DictConfig) -> None:
         raise ConfigError(f"device: {cfg.device} requested but CUDA is not available")
 
 
-def write_text(xs: list[Tensor], vocab: list[str], out_dir: Path, num_print: int) -> list[str]:
-    from latentflow.data.vocab import CharVocab
+def write_text(
+    xs: list[Tensor], vocab: list[str], out_dir: Path, num_print: int, data_config: Any = None
+) -> list[str]:
+    """samples.txt in the data's own tokenization: one sample per line, or, when samples
+    span lines (paragraphs), separated by blank lines."""
+    from latentflow.data.vocab import text_decoder
 
-    texts = [CharVocab(vocab).to_text(x) for x in xs]
-    (out_dir / "samples.txt").write_text("".join(t + "\n" for t in texts))
+    decode = text_decoder(vocab, data_config)
+    texts = [decode(x) for x in xs]
+    separator = "\n\n" if any("\n" in t for t in texts) else "\n"
+    (out_dir / "samples.txt").write_text(separator.join(texts) + "\n", encoding="utf-8")
     for i, text in enumerate(texts[:num_print]):
         print(f"[{i}] T={len(xs[i])}: {text}")
     return texts
@@ -127,11 +133,12 @@ def write_music(
 def write_samples(xs: list[Tensor], hp: Any, cfg: DictConfig, out_dir: Path) -> dict[str, Any]:
     """Write the samples in the data's own form; the ``samples.json`` entries about them."""
     if hp["data"]["kind"] == "text":
-        texts = write_text(xs, list(hp["vocab"]), out_dir, cfg.num_print)
+        texts = write_text(xs, list(hp["vocab"]), out_dir, cfg.num_print, hp.get("data_config"))
         return {"samples": texts, "files": ["samples.txt"]}
     from latentflow.midi import default_step_beats
 
-    dataset = (hp.get("data_config") or {}).get("name")
-    step_beats = cfg.midi.step_beats or default_step_beats(dataset)
+    data_config = hp.get("data_config") or {}
+    step_beats = cfg.midi.step_beats or data_config.get("step_beats")  # a midi_folder's own
+    step_beats = step_beats or default_step_beats(data_config.get("name"))
     names = write_music(xs, cfg.midi, step_beats, out_dir, cfg.num_print)
     return {"step_beats": step_beats, "files": ["rolls.npz", *(f"midi/{n}.mid" for n in names)]}

@@ -100,11 +100,19 @@ def roll_to_midi(
     return mid
 
 
-def midi_to_roll(source: str | Path | mido.MidiFile, step_beats: float = 0.5) -> np.ndarray:
-    """The piano roll [T, 88] (bool) of a MIDI file, ``step_beats`` beats per step.
+DRUM_CHANNEL = 9  # General MIDI channel 10 (0-based 9): percussion, not pitches
 
-    A note covers the steps its sounding interval overlaps; T runs to the end of the longest
-    track. Notes outside the piano's 88 keys are dropped.
+
+def read_midi(
+    source: str | Path | mido.MidiFile, step_beats: float = 0.5, drums: bool = False
+) -> tuple[np.ndarray, int]:
+    """The piano roll [T, 88] (bool) of a MIDI file, ``step_beats`` beats per step, and the
+    number of notes outside the piano's 88 keys (dropped, not clipped: a clipped note would
+    sound at a wrong pitch).
+
+    Steps are in beats (ticks), so tempo and time-signature changes move no note. A note
+    covers the steps its sounding interval overlaps; T runs to the end of the longest track.
+    The percussion channel (10) is skipped unless ``drums``.
     """
     mid = source if isinstance(source, mido.MidiFile) else mido.MidiFile(str(source))
     step = _ticks_per_step(step_beats, mid.ticks_per_beat)
@@ -114,19 +122,31 @@ def midi_to_roll(source: str | Path | mido.MidiFile, step_beats: float = 0.5) ->
         tick, started = 0, {}
         for msg in track:
             tick += msg.time
+            if msg.type not in ("note_on", "note_off"):
+                continue
+            if msg.channel == DRUM_CHANNEL and not drums:
+                continue
             if msg.type == "note_on" and msg.velocity > 0:
                 started.setdefault((msg.channel, msg.note), tick)
-            elif msg.type in ("note_on", "note_off"):
+            else:
                 start = started.pop((msg.channel, msg.note), None)
                 if start is not None:
                     notes.append((msg.note - LOWEST_NOTE, start, tick))
         notes.extend((note - LOWEST_NOTE, start, tick) for (_, note), start in started.items())
         end_tick = max(end_tick, tick)
     roll = np.zeros((math.ceil(end_tick / step), NUM_NOTES), dtype=bool)
+    outside = 0
     for key, start, stop in notes:
-        if 0 <= key < NUM_NOTES and stop > start:
+        if not 0 <= key < NUM_NOTES:
+            outside += 1
+        elif stop > start:
             roll[start // step : math.ceil(stop / step), key] = True
-    return roll
+    return roll, outside
+
+
+def midi_to_roll(source: str | Path | mido.MidiFile, step_beats: float = 0.5) -> np.ndarray:
+    """The piano roll [T, 88] (bool) of a MIDI file (``read_midi``; every channel)."""
+    return read_midi(source, step_beats, drums=True)[0]
 
 
 def plot_roll(

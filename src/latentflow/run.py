@@ -439,7 +439,13 @@ def datamodule_from_checkpoint(module: Any, overrides: dict[str, Any]) -> Any:
     data_cfg = dict(module.hparams.get("data_config") or {})
     if not data_cfg:
         raise ConfigError("ckpt_path: the checkpoint stores no data config (data_config)")
-    data_cfg.update({k: v for k, v in overrides.items() if v is not None})
+    import inspect
+
+    from latentflow.components import locate
+
+    takes = inspect.signature(locate(data_cfg.get("_target_"), "data")).parameters
+    # loader and root settings, where this datamodule has them (own data has no data root)
+    data_cfg.update({k: v for k, v in overrides.items() if v is not None and k in takes})
     datamodule = build_datamodule(data_cfg)
     datamodule.prepare_data()
     datamodule.setup("validate")

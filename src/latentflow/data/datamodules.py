@@ -142,6 +142,8 @@ class _BucketedDataModule(pl.LightningDataModule):
             epoch = self.trainer.current_epoch if self.trainer is not None else self._epoch
             sampler.set_epoch(epoch)
             self._train_sampler = sampler
+            if hasattr(dataset, "bind_sampler"):  # per-epoch augmentation follows the order
+                dataset.bind_sampler(sampler)
         return DataLoader(
             dataset,
             batch_sampler=sampler,

@@ -107,6 +107,19 @@ class MusicDataset(Dataset):
         so = self.step_offsets
         return [self.notes[so[g] : so[g + 1]].tolist() for g in range(g0, g1)]
 
+    def subset(self, keep: np.ndarray) -> MusicDataset:
+        """The sequences at indices ``keep`` (ascending), renumbered from 0."""
+        notes, steps, seqs = [], [0], [0]
+        for i in np.asarray(keep, dtype=np.int64).tolist():
+            g0, g1 = int(self.seq_offsets[i]), int(self.seq_offsets[i + 1])
+            n0, n1 = int(self.step_offsets[g0]), int(self.step_offsets[g1])
+            notes.append(self.notes[n0:n1])
+            counts = np.diff(self.step_offsets[g0 : g1 + 1])  # notes per step
+            steps.extend((steps[-1] + np.cumsum(counts)).tolist())
+            seqs.append(seqs[-1] + g1 - g0)
+        flat = np.concatenate(notes) if notes else np.zeros(0, dtype=np.int64)
+        return MusicDataset(flat, np.asarray(steps), np.asarray(seqs), self.path)
+
     def head(self, n: int) -> MusicDataset:
         """The first `n` sequences."""
         n = min(n, len(self))

@@ -80,3 +80,22 @@ class CharVocab:
         An out-of-vocabulary id (`UNK`) reads as `<unk>`, like PTB's own unknown-word marker.
         """
         return "".join(s for s in self.decode(ids) if s != PAD_TOKEN).replace(WORD_BOUNDARY, " ")
+
+
+def detokenize(tokens: Sequence[str], tokenizer: str) -> str:
+    """Text from the tokens of a ``TextFileDataModule`` (``char``: joined; ``word``: joined by
+    spaces, line-break tokens as line breaks); ``<pad>`` dropped."""
+    tokens = [t for t in tokens if t != PAD_TOKEN]
+    if tokenizer == "char":
+        return "".join(tokens)
+    return " ".join(tokens).replace(" \n ", "\n")
+
+
+def text_decoder(symbols: Sequence[str], data_config: dict | None):
+    """ids -> text for a model's vocabulary, in its data's tokenization: a text_file's
+    (``data_config["tokenizer"]``), or PTB's characters with ``_`` for the space."""
+    vocab = CharVocab(symbols)
+    tokenizer = (data_config or {}).get("tokenizer")
+    if tokenizer is None:
+        return vocab.to_text
+    return lambda ids: detokenize(vocab.decode(ids), tokenizer)

@@ -272,10 +272,10 @@ class SampleLogger(pl.Callback):
         x, lengths = out["x"].cpu(), out["lengths"].cpu()
         step = trainer.global_step
         if getattr(pl_module, "text", False):
-            from latentflow.data.vocab import CharVocab
+            from latentflow.data.vocab import text_decoder
 
-            vocab = CharVocab(pl_module.vocab)
-            texts = [vocab.to_text(x[i, : lengths[i]]) for i in range(len(x))]
+            decode = text_decoder(pl_module.vocab, pl_module.hparams.get("data_config"))
+            texts = [decode(x[i, : lengths[i]]) for i in range(len(x))]
             for lg in loggers:
                 if isinstance(lg, WandbLogger):
                     epoch = trainer.current_epoch

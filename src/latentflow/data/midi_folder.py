@@ -1,0 +1,310 @@
+"""Your own music: a folder of MIDI files as 88-key piano rolls (``data=midi_folder``).
+
+Every ``.mid``/``.midi`` file under ``path`` (recursively) is quantised to ``step_beats`` beats
+per step (``latentflow.midi.read_midi``: steps in beats, so tempo and time-signature changes move
+no note; the percussion channel 10 is skipped; notes outside the 88 keys are dropped and
+counted). Files that cannot be parsed, or hold no note, are skipped and listed in one warning;
+none left is an error. The files are split into train/valid/test by a seeded shuffle.
+
+The parsed rolls are cached once as an ``.npz`` in the layout of the built-in music datasets
+(``latentflow.data.music``; ``{split}_files`` names the source files), keyed by a hash of the
+file list (paths, sizes, modification times) and the settings: a changed folder or setting
+builds a new cache; a cache that cannot be read (cut short) is rebuilt; the cache is written
+to a temporary file and renamed, so a half-written one can never be read.
+``latentflow-prepare midi DIR OUT.npz`` does the same conversion explicitly, and ``path`` may
+name such an ``.npz`` directly.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import math
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor
+from torch.utils.data import Dataset
+
+from latentflow.data import music
+from latentflow.data.batching import collate_music
+from latentflow.data.datamodules import _BucketedDataModule, _check_count
+from latentflow.data.download import DataError, cache_dir, write_atomic
+from latentflow.data.lengths import LengthDistribution
+
+log = logging.getLogger(__name__)
+SUFFIXES = (".mid", ".midi")
+CACHE_VERSION = 1
+
+
+def midi_files(folder: Path) -> list[Path]:
+    """The MIDI files under ``folder``, recursively, in a stable order."""
+    return sorted(p for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in SUFFIXES)
+
+
+def split_counts(n: int, ratios: Sequence[float]) -> list[int]:
+    """How many of ``n`` items go to each split (largest remainders; sums to n)."""
+    raw = [n * r for r in ratios]
+    counts = [int(math.floor(v)) for v in raw]
+    for i in sorted(range(len(raw)), key=lambda i: raw[i] - counts[i], reverse=True):
+        if sum(counts) == n:
+            break
+        counts[i] += 1
+    return counts
+
+
+def check_split(split: Sequence[float], key: str = "data.split") -> list[float]:
+    ratios = [float(r) for r in split]
+    if len(ratios) != 3 or any(not r >= 0 for r in ratios) or not math.isclose(sum(ratios), 1.0):
+        raise DataError(
+            f"{key} must be three ratios (train, valid, test) summing to 1, got {split}"
+        )
+    return ratios
+
+
+def _steps_arrays(rolls: list[np.ndarray]) -> dict[str, np.ndarray]:
+    notes, steps, seqs = [], [0], [0]
+    for roll in rolls:
+        t, col = np.nonzero(roll)  # row-major: ascending notes within a step
+        notes.append((col + music.LOWEST_NOTE).astype(np.uint8))
+        steps.extend((steps[-1] + np.cumsum(np.bincount(t, minlength=len(roll)))).tolist())
+        seqs.append(seqs[-1] + len(roll))
+    empty = np.zeros(0, dtype=np.uint8)
+    return {
+        "notes": np.concatenate(notes) if notes else empty,
+        "step_offsets": np.asarray(steps, dtype=np.int64),
+        "seq_offsets": np.asarray(seqs, dtype=np.int64),
+    }
+
+
+def convert_folder(
+    folder: str | Path,
+    step_beats: float = 0.5,
+    split: Sequence[float] = (0.8, 0.1, 0.1),
+    seed: int = 0,
+) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+    """The .npz arrays of a MIDI folder (module docstring) and a report: files used, skipped
+    (with why), notes dropped outside the 88 keys."""
+    from latentflow.midi import read_midi
+
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise DataError(f"data.path: {folder} is not a folder")
+    ratios = check_split(split)
+    files = midi_files(folder)
+    if not files:
+        raise DataError(f"data.path: no .mid or .midi file under {folder}")
+    rolls, used, skipped, outside = [], [], {}, 0
+    for path in files:
+        name = str(path.relative_to(folder))
+        try:
+            roll, dropped = read_midi(path, step_beats)
+        except Exception as err:  # mido raises many types for a broken file
+            skipped[name] = (
+                f"{type(err).__name__}: {str(err).splitlines()[0][:80] if str(err) else ''}"
+            )
+            continue
+        if not roll.any():
+            skipped[name] = "no notes (percussion only, or empty)"
+            continue
+        rolls.append(roll)
+        used.append(name)
+        outside += dropped
+    if skipped:
+        shown = "; ".join(f"{k} ({v})" for k, v in list(skipped.items())[:5])
+        more = f"; and {len(skipped) - 5} more" if len(skipped) > 5 else ""
+        log.warning("skipped %d of %d MIDI files: %s%s", len(skipped), len(files), shown, more)
+    if not rolls:
+        raise DataError(
+            f"data.path: none of the {len(files)} MIDI files under {folder} holds notes that can be read"
+        )
+    if outside:
+        log.warning("dropped %d notes outside the 88 piano keys (not clipped)", outside)
+    order = np.random.default_rng(seed).permutation(len(rolls))
+    counts = split_counts(len(rolls), ratios)
+    arrays: dict[str, np.ndarray] = {}
+    start = 0
+    for name, count in zip(music.SPLITS, counts, strict=True):
+        picked = sorted(order[start : start + count].tolist())
+        start += count
+        if not picked:
+            raise DataError(
+                f"data.split={list(split)} leaves the {name} split empty for {len(rolls)} "
+                "MIDI files: give it a larger ratio, or add files"
+            )
+        for key, value in _steps_arrays([rolls[i] for i in picked]).items():
+            arrays[f"{name}_{key}"] = value
+        arrays[f"{name}_files"] = np.array([used[i] for i in picked])
+    report = {"files": len(files), "used": len(used), "skipped": skipped, "outside": outside}
+    return arrays, report
+
+
+def cache_key(folder: Path, step_beats: float, split: Sequence[float], seed: int) -> str:
+    """A hash of the file list (paths, sizes, modification times) and the settings."""
+    listing = [
+        (str(p.relative_to(folder)), p.stat().st_size, p.stat().st_mtime_ns)
+        for p in midi_files(folder)
+    ]
+    settings = {"v": CACHE_VERSION, "step": step_beats, "split": list(split), "seed": seed}
+    blob = json.dumps([listing, settings], sort_keys=True).encode()
+    return hashlib.sha256(blob).hexdigest()[:20]
+
+
+def write_cache(path: Path, arrays: dict[str, np.ndarray]) -> None:
+    """Write the .npz atomically (temporary file, then rename)."""
+    write_atomic(path, lambda tmp: music.write_npz(tmp, arrays), None, what="MIDI folder cache")
+
+
+class TransposedDataset(Dataset):
+    """Training sequences shifted by a random whole number of semitones in [low, high], drawn
+    per (seed, epoch, sequence): the same shift after a resume. Notes pushed past the 88 keys
+    fall off. ``epoch`` comes from the batch sampler (``bind_sampler``)."""
+
+    def __init__(self, base: music.MusicDataset, low: int, high: int, seed: int) -> None:
+        self.base, self.low, self.high, self.seed = base, low, high, seed
+        self.lengths = base.lengths
+        self._sampler: Any = None
+
+    def bind_sampler(self, sampler: Any) -> None:
+        self._sampler = sampler
+
+    def __len__(self) -> int:
+        return len(self.base)
+
+    def shift(self, i: int) -> int:
+        epoch = int(getattr(self._sampler, "epoch", 0))
+        rng = np.random.default_rng([self.seed, epoch, i, 17])
+        return int(rng.integers(self.low, self.high + 1))
+
+    def __getitem__(self, i: int) -> tuple[int, Tensor]:
+        index, roll = self.base[i]
+        k = self.shift(i)
+        if k == 0:
+            return index, roll
+        out = torch.zeros_like(roll)
+        if k > 0:
+            out[:, k:] = roll[:, :-k]
+        else:
+            out[:, :k] = roll[:, -k:]
+        return index, out
+
+
+class MidiFolderDataModule(_BucketedDataModule):
+    """A folder of MIDI files (or its prepared ``.npz``) as piano rolls (module docstring).
+
+    Args:
+        path: the folder (searched recursively), or an ``.npz`` from ``latentflow-prepare``.
+        step_beats: beats per time step (0.5: eighth notes; 1: quarter notes, as JSB).
+        split: train/valid/test ratios, by file, after a shuffle seeded by ``seed``.
+        transpose: ``[low, high]`` semitones: each training sequence is shifted by a random
+            whole number in that range every epoch (augmentation); None for none.
+        max_length: keep sequences of at most this many steps (None: all); dropped ones are
+            counted in the log.
+        cache: folder of the parsed-roll caches (None: ``~/.cache/latentflow/midi``).
+        Others as in ``PolyphonicDataModule``.
+    """
+
+    kind = "music"
+
+    def __init__(
+        self,
+        path: str,
+        step_beats: float = 0.5,
+        split: Sequence[float] = (0.8, 0.1, 0.1),
+        transpose: Sequence[int] | None = None,
+        max_length: int | None = None,
+        cache: str | None = None,
+        batch_size: int | None = 5,
+        max_tokens: int | None = None,
+        eval_batch_size: int | None = None,
+        num_workers: int = 0,
+        seed: int = 0,
+        length_smoothing: float = 1.0,
+        limit_sequences: int | None = None,
+    ) -> None:
+        super().__init__(
+            None, batch_size, max_tokens, eval_batch_size, num_workers, seed, False, None,
+            length_smoothing, limit_sequences,
+        )  # fmt: skip
+        if path is None or str(path) == "":
+            raise DataError("data.path: set it to a folder of MIDI files (or a prepared .npz)")
+        if not step_beats > 0:
+            raise DataError(f"data.step_beats must be > 0, got {step_beats}")
+        self.split = check_split(split)
+        if transpose is not None:
+            if len(transpose) != 2 or int(transpose[0]) > int(transpose[1]):
+                raise DataError(f"data.transpose must be [low, high] semitones, got {transpose}")
+            transpose = [int(transpose[0]), int(transpose[1])]
+        _check_count("max_length", max_length)
+        self.save_hyperparameters()
+        self.path, self.step_beats, self.transpose = Path(path).expanduser(), step_beats, transpose
+        self.length_limit, self.cache = max_length, cache
+        self.num_features = music.NUM_NOTES
+        self.collate_fn = collate_music
+        self.dropped: dict[str, int] = {}
+
+    def cache_file(self) -> Path:
+        folder = Path(self.cache).expanduser() if self.cache else cache_dir() / "midi"
+        key = cache_key(self.path, self.step_beats, self.split, self.seed)
+        return folder / f"{self.path.name}-{key}.npz"
+
+    def prepare_data(self) -> None:
+        """Parse the folder into its cache unless a readable cache of these settings exists."""
+        if self.path.suffix == ".npz":
+            if not self.path.is_file():
+                raise DataError(f"data.path: no file {self.path}")
+            return
+        if not self.path.exists():
+            raise DataError(f"data.path: {self.path} does not exist")
+        target = self.cache_file()
+        if target.is_file():
+            try:
+                music.read_npz(target)
+                return
+            except DataError as err:
+                log.warning("rebuilding the MIDI cache %s: %s", target, err)
+        arrays, report = convert_folder(self.path, self.step_beats, self.split, self.seed)
+        write_cache(target, arrays)
+        log.info("MIDI folder %s: %d files used -> %s", self.path, report["used"], target)
+
+    def _load(self) -> None:
+        if self.path.suffix != ".npz":
+            self.prepare_data()
+        splits = music.read_npz(self.path if self.path.suffix == ".npz" else self.cache_file())
+        for name, dataset in splits.items():
+            if self.length_limit is not None:
+                keep = np.flatnonzero(dataset.lengths <= self.length_limit)
+                self.dropped[name] = len(dataset) - len(keep)
+                dataset = dataset.subset(keep)
+            if self.limit_sequences is not None:
+                dataset = dataset.head(self.limit_sequences)
+            splits[name] = dataset
+        if any(self.dropped.values()):
+            log.warning("data.max_length=%s dropped %s sequences", self.length_limit, self.dropped)
+        self.train_dataset, self.val_dataset = splits["train"], splits["valid"]
+        self.test_dataset = splits["test"]
+        if self.transpose is not None and any(self.transpose):
+            self.train_dataset = TransposedDataset(self.train_dataset, *self.transpose, self.seed)
+        self.length_distribution = music_length_distribution(
+            self.train_dataset.lengths, self.val_dataset.lengths, self.length_smoothing
+        )
+        self.max_length = self.length_distribution.max_length
+
+    def _why_empty(self, split: str) -> str:
+        if self.dropped.get(split):
+            return f" ({self.dropped[split]} longer than data.max_length={self.length_limit})"
+        return ""
+
+
+def music_length_distribution(
+    train_lengths: np.ndarray, valid_lengths: np.ndarray, smoothing: float
+) -> LengthDistribution:
+    """p(T) of a music dataset as the reference builds it: the histogram of train + valid
+    lengths over 1..ceil(1.25 x their longest)."""
+    seen = np.concatenate([train_lengths, valid_lengths])
+    support = math.ceil(1.25 * int(seen.max())) if len(seen) else 1
+    return LengthDistribution.from_lengths(seen.tolist(), support, smoothing)
