@@ -205,7 +205,8 @@ def make_folder(tmp_path: Path, n: int = 10) -> tuple[Path, dict[str, np.ndarray
         pitches = rng.choice(np.arange(40, 80), 7, replace=False)  # no pitch twice at once
         starts = rng.integers(0, 10, 6)
         notes = [
-            (int(p), int(s), int(s) + int(rng.integers(1, 3))) for p, s in zip(pitches, starts)
+            (int(p), int(s), int(s) + int(rng.integers(1, 3)))
+            for p, s in zip(pitches, starts, strict=False)
         ]
         notes.append((int(pitches[6]), 0, 12))  # the piece lasts 12 beats
         name = f"sub/piece{i}.MIDI" if i % 3 == 0 else f"piece{i}.mid"
@@ -341,8 +342,8 @@ def test_own_data_under_ddp(tmp_path, real_data_root):
     from .scale_helpers import REPO, subprocess_env, train_command
 
     path = corpus(tmp_path)
-    args = [*TINY, "data=text_file", f"data.path={path}", "trainer=ddp_cpu",
-            "trainer.strategy.start_method=popen", f"hydra.run.dir={tmp_path / 'run'}", "test=false"]  # fmt: skip
+    args = [*TINY, "data=text_file", f"data.path={path}", "trainer=ddp_cpu", "test=false"]
+    args += ["trainer.strategy.start_method=popen", f"hydra.run.dir={tmp_path / 'run'}"]
     proc = subprocess.run(train_command(*args), cwd=REPO, env=subprocess_env(real_data_root),
                           capture_output=True, text=True, timeout=300)  # fmt: skip
     assert proc.returncode == 0, proc.stderr[-3000:]
@@ -353,7 +354,8 @@ def test_latentflow_prepare_midi(tmp_path):
     folder, expected = make_folder(tmp_path, n=6)
     out = tmp_path / "prepared.npz"
     proc = subprocess.run(
-        [sys.executable, "-m", "latentflow.prepare", "midi", str(folder), str(out), "--split", "0.5", "0.25", "0.25"],
+        [sys.executable, "-m", "latentflow.prepare", "midi", str(folder), str(out)]
+        + ["--split", "0.5", "0.25", "0.25"],
         capture_output=True, text=True,
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr
@@ -367,7 +369,8 @@ def test_latentflow_prepare_midi(tmp_path):
     dm = MidiFolderDataModule(path=str(out))
     dm.setup()
     assert len(dm.train_dataset) == 3
-    bad = subprocess.run([sys.executable, "-m", "latentflow.prepare", "midi", str(tmp_path / "nope"), str(out)],
+    nope = str(tmp_path / "nope")
+    bad = subprocess.run([sys.executable, "-m", "latentflow.prepare", "midi", nope, str(out)],
                          capture_output=True, text=True)  # fmt: skip
     assert bad.returncode == 2 and bad.stderr.startswith("latentflow-prepare: error: data.path:")
 
@@ -402,7 +405,8 @@ def test_sixty_bach_chorales_written_by_music21(tmp_path):
     assert 28 <= keys.min() and keys.max() <= 88  # chorale voices: bass E1.. soprano E6
 
     run = tmp_path / "run"
-    overrides = [*TINY, "data=midi_folder", f"data.path={folder}", f"data.cache={tmp_path / 'cache'}",
+    cache = f"data.cache={tmp_path / 'cache'}"
+    overrides = [*TINY, "data=midi_folder", f"data.path={folder}", cache,
                  "data.limit_sequences=null", "trainer.max_epochs=3", "test=false"]  # fmt: skip
     train(compose_config("train", overrides, run))
     out = sample(
@@ -412,6 +416,6 @@ def test_sixty_bach_chorales_written_by_music21(tmp_path):
             tmp_path / "s",
         )
     )
-    for i, T in enumerate(out["lengths"]):
+    for i in range(len(out["lengths"])):
         score = music21.converter.parse(str(tmp_path / "s" / "midi" / f"sample_{i:03d}.mid"))
         assert score.highestTime > 0  # a MIDI file music21 reads

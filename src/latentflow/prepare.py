@@ -45,8 +45,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"latentflow-prepare: error: {err}", file=sys.stderr)
         return 2
     summary = {name: len(d) for name, d in splits.items()}
-    print(json.dumps({**summary, "files_used": report["used"], "skipped": len(report["skipped"]),
-                      "notes_outside_88_keys": report["outside"], "out": str(args.out)}))  # fmt: skip
+    summary["files_used"], summary["skipped"] = report["used"], len(report["skipped"])
+    summary["notes_outside_88_keys"], summary["out"] = report["outside"], str(args.out)
+    print(json.dumps(summary))
     return 0
 
 

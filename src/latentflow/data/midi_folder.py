@@ -120,7 +120,8 @@ def convert_folder(
         log.warning("skipped %d of %d MIDI files: %s%s", len(skipped), len(files), shown, more)
     if not rolls:
         raise DataError(
-            f"data.path: none of the {len(files)} MIDI files under {folder} holds notes that can be read"
+            f"data.path: none of the {len(files)} MIDI files under {folder} holds notes that "
+            "can be read"
         )
     if outside:
         log.warning("dropped %d notes outside the 88 piano keys (not clipped)", outside)
