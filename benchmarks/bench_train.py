@@ -24,6 +24,7 @@ import argparse
 import contextlib
 import csv
 import json
+import math
 import os
 import resource
 import statistics
@@ -41,6 +42,13 @@ from flops import Sizes, step_flops  # noqa: E402
 RESULTS = Path(__file__).resolve().parent / "results"
 JEMALLOC = "/usr/lib/x86_64-linux-gnu/libjemalloc.so.2"
 MODELS = ("lstm", "af_af", "af_scf", "iaf_scf")
+# Beyond the paper (issue 17): a recipe prior with other parts; FLOPs from FlopCounterMode.
+VARIANTS = {
+    "af_af_spline": ("af_af", ["transform=spline"]),
+    "af_af_affine": ("af_af", ["transform=affine"]),
+    "af_af_attention": ("af_af", ["conditioner=attention"]),
+    "iaf_scf_attention": ("iaf_scf", ["conditioner=attention"]),
+}
 SIZES = {
     "paper": Sizes(),
     "cpu": Sizes(embed=128, hidden=128, latent=16, pos=16, flow_hidden=64),
@@ -105,7 +113,8 @@ def run_row(spec: dict) -> dict:
     if model_kind == "lstm":
         overrides = ["model=lstm", *sizes, "model.dropout=0.0"]
     else:
-        overrides = [f"prior={spec['model']}", *sizes, f"prior.latent_dim={s.latent}"]
+        prior, extra = VARIANTS.get(spec["model"], (spec["model"], []))
+        overrides = [f"prior={prior}", *extra, *sizes, f"prior.latent_dim={s.latent}"]
         overrides += [f"prior.flow.hidden_features={s.flow_hidden}", "prior.conditioner.dropout=0"]
     data = {"kind": "text", "num_features": s.vocab, "max_length": 300}
     net = build_recipe_net(overrides, data)
@@ -150,16 +159,139 @@ def run_row(spec: dict) -> dict:
     flow_layers = len(net.prior.flow.layers) if hasattr(net, "prior") else s.flow_layers
     s_flow = replace(s, flow_layers=flow_layers)
     tokens = int(lengths.sum())
-    flops = step_flops(s_flow, spec["model"], tokens, samples, train=spec["mode"] == "train")
+    analytic = spec["model"] not in VARIANTS
+    train = spec["mode"] == "train"
+    flops = step_flops(s_flow, spec["model"], tokens, samples, train) if analytic else None
+
+    def one_step() -> None:
+        if spec["mode"] == "train":
+            with autocast or contextlib.nullcontext():
+                out = net.training_terms(x, lengths, samples, 1.0)
+                loss = -out["objective"].sum() / lengths.sum()
+            loss.backward()
+            net.zero_grad(set_to_none=True)
+        else:
+            with torch.no_grad(), autocast or contextlib.nullcontext():
+                net.evaluate(x, lengths, spec["samples"], spec["chunk"])
+
+    measured, shapes = count_flops(one_step, device)
+    floor_s = shape_floor(shapes, device, bf16)
     return {
         "seconds": statistics.median(times),
         "tokens": tokens,
-        "flops": flops,
+        "flops": measured if flops is None else flops,
+        "flops_analytic": flops is not None,
+        "flops_measured": measured,
+        "floor_s": floor_s,
         "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
         "peak_gpu_mb": torch.cuda.max_memory_allocated(device) / 2**20
         if device.type == "cuda"
         else 0.0,
+        "profile": profile_step(one_step, device),
     }
+
+
+GEMMS = ("mm", "addmm", "bmm", "baddbmm")
+
+
+def count_flops(step, device: torch.device) -> tuple[int, dict]:
+    """FLOPs of one step as PyTorch counts them (``FlopCounterMode``, forward and backward,
+    the LSTMs decomposed into their matmuls by ``native_rnn``: the same arithmetic), and the
+    same step as it runs: the time of its LSTM kernels (oneDNN) and the shape and FLOPs of
+    every other matmul: ``{"lstm_s": seconds, "gemms": {(batch, m, k, n): flops}}``."""
+    from torch.utils._python_dispatch import TorchDispatchMode
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from latentflow.models.recurrent import native_rnn
+
+    counter = FlopCounterMode(display=False)
+    with native_rnn(), counter:
+        step()
+    found: dict = {"lstm_s": 0.0, "gemms": {}}
+
+    class AsItRuns(TorchDispatchMode):
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            name = func.__name__.split(".")[0]
+            if "rnn" in name or "lstm" in name:
+                if device.type == "cuda":
+                    torch.cuda.synchronize(device)
+                start = time.perf_counter()
+                out = func(*args, **(kwargs or {}))
+                if device.type == "cuda":
+                    torch.cuda.synchronize(device)
+                found["lstm_s"] += time.perf_counter() - start
+                return out
+            if name in GEMMS:
+                a, b = (args[1], args[2]) if name in ("addmm", "baddbmm") else (args[0], args[1])
+                batch = a.shape[0] if a.dim() == 3 else 1
+                key = (batch, a.shape[-2], a.shape[-1], b.shape[-1])
+                found["gemms"][key] = found["gemms"].get(key, 0) + 2 * math.prod(key)
+            return func(*args, **(kwargs or {}))
+
+    with AsItRuns():
+        step()
+    return int(counter.get_total_flops()), found
+
+
+def shape_floor(found: dict, device: torch.device, bf16: bool, cover: float = 0.95) -> float:
+    """A floor for the step at the rates this machine reaches *at its shapes*, measured now
+    (between rows, not once per run): the time of its LSTM kernels as they ran, plus its other
+    matmuls at the rate measured at their own shapes (those holding ``cover`` of their FLOPs
+    timed; the rest at the slowest rate seen)."""
+    shapes = found["gemms"]
+    total = sum(shapes.values())
+    dtype = torch.bfloat16 if bf16 else torch.float32
+    seconds, done, slowest = found["lstm_s"], 0, None
+    for (batch, m, k, n), flops in sorted(shapes.items(), key=lambda kv: -kv[1]):
+        if done >= cover * total:
+            break
+        a = torch.randn(batch, m, k, device=device, dtype=dtype)
+        b = torch.randn(batch, k, n, device=device, dtype=dtype)
+        reps = max(3, min(200, int(2e9 / max(1, 2 * batch * m * k * n))))
+        torch.bmm(a, b)
+        start = time.perf_counter()
+        for _ in range(reps):
+            torch.bmm(a, b)
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        rate = 2 * batch * m * k * n * reps / (time.perf_counter() - start)  # FLOP/s
+        slowest = rate if slowest is None else min(slowest, rate)
+        seconds += flops / rate
+        done += flops
+    if total > done and slowest:
+        seconds += (total - done) / slowest
+    return seconds
+
+
+def profile_step(step, device: torch.device) -> dict[str, float]:
+    """Where one step's time goes (torch.profiler, self CPU time): the LSTM kernels, matmuls,
+    the prior's serial loop (inclusive), elementwise and other ops, allocation, and what no op
+    accounts for (Python and dispatch)."""
+    from torch.profiler import ProfilerActivity, profile
+
+    start = time.perf_counter()
+    with profile(activities=[ProfilerActivity.CPU]) as prof:
+        step()
+    wall = time.perf_counter() - start
+    parts = {"lstm": 0.0, "matmul": 0.0, "elementwise": 0.0, "allocation": 0.0}
+    serial = 0.0
+    for event in prof.key_averages():
+        name, t = event.key.lower(), event.self_cpu_time_total / 1e6
+        if name == "latentflow.serial_loop":
+            serial += event.cpu_time_total / 1e6
+            continue
+        if "lstm" in name or "rnn" in name:
+            parts["lstm"] += t
+        elif any(g in name for g in ("::mm", "addmm", "bmm", "matmul", "::linear")):
+            parts["matmul"] += t
+        elif any(a in name for a in ("empty", "resize", "::zeros", "::ones")):
+            parts["allocation"] += t
+        else:
+            parts["elementwise"] += t
+    parts["python_and_dispatch"] = max(0.0, wall - sum(parts.values()))
+    parts["serial_loop_inclusive"] = serial
+    parts["profiled_wall"] = wall
+    return parts
 
 
 # ---------------------------------------------------------------------------- parent
@@ -311,10 +443,11 @@ def main() -> None:
         return
 
     bad = set(args.precisions) - {"fp32", "bf16"}
-    bad |= set(args.models or ()) - set(MODELS)
+    bad |= set(args.models or ()) - set(MODELS) - set(VARIANTS)
     if bad or args.device not in ("cpu", "cuda"):
         parser.error(
-            f"--precisions takes fp32,bf16, --models {','.join(MODELS[1:])}, --device cpu|cuda "
+            f"--precisions takes fp32,bf16, --models {','.join([*MODELS[1:], *VARIANTS])}, "
+            "--device cpu|cuda "
             f"(got {sorted(bad) or args.device})"
         )
     if args.device == "cuda" and not torch.cuda.is_available():
@@ -325,7 +458,7 @@ def main() -> None:
     where = args.device if args.device != "cpu" else f"{args.threads} threads"
     for p, rate in rates.items():
         print(f"dense {p} matmul: {rate:.1f} GFLOP/s on {where}")
-    results = []
+    results, profiles = [], []
     for spec in plan(args):
         out = spawn(spec)
         row = {
@@ -345,12 +478,18 @@ def main() -> None:
             )
         }
         rate = rates[spec["precision"]]
+        profile = out.pop("profile")
         row.update(out)
         row["chars_per_s"] = out["tokens"] / out["seconds"]
         row["gflops"] = out["flops"] / out["seconds"] / 1e9
-        row["floor_fraction"] = out["flops"] / (rate * 1e9) / out["seconds"]
+        row["flops_ratio"] = out["flops_measured"] / out["flops"]  # measured / analytic
+        # floor: this step's own matmuls at the rates measured at their shapes, in this row
+        row["floor_fraction"] = out["floor_s"] / out["seconds"]
+        row["big_matmul_floor_fraction"] = out["flops"] / (rate * 1e9) / out["seconds"]
         row["matmul_gflops"] = rate
         results.append(row)
+        keys = ("mode", "size", "batch_name", "model", "allocator", "precision")
+        profiles.append({**{k: row[k] for k in keys}, **profile})
         print(
             f"  {row['mode']:5s} {row['size']:5s} {row['batch_name']:6s} {row['model']:8s} "
             f"{row['allocator']:11s} {row['precision']:4s} {row['seconds']:8.3f} s",
@@ -379,21 +518,30 @@ def main() -> None:
         writer = csv.DictWriter(f, fieldnames=list(results[0]))
         writer.writeheader()
         writer.writerows(results)
+    profile_name = name.replace(".csv", "_profile.csv")
+    with open(RESULTS / profile_name, "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=list(profiles[0]))
+        writer.writeheader()
+        writer.writerows(profiles)
     header = (
         f"{'mode':5s} {'size':5s} {'batch':6s} {'model':8s} {'allocator':11s} {'prec':4s} "
-        f"{'s/step':>8s} {'chars/s':>9s} {'GFLOP/s':>8s} {'floor':>6s} {'vs LSTM':>8s} "
-        f"{'peak MB':>8s}"
+        f"{'s/step':>8s} {'chars/s':>9s} {'GFLOP/s':>8s} {'meas/an':>7s} {'floor':>6s} "
+        f"{'vs LSTM':>8s} {'peak MB':>8s}"
     )
     print("\n" + header + "\n" + "-" * len(header))
     for r in results:
         print(
             f"{r['mode']:5s} {r['size']:5s} {r['batch_name']:6s} {r['model']:8s} "
             f"{r['allocator']:11s} {r['precision']:4s} {r['seconds']:8.3f} "
-            f"{r['chars_per_s']:9.0f} {r['gflops']:8.1f} {r['floor_fraction']:6.0%} "
+            f"{r['chars_per_s']:9.0f} {r['gflops']:8.1f} {r['flops_ratio']:7.2f} "
+            f"{r['floor_fraction']:6.0%} "
             f"{r['vs_lstm']:7.1f}x {r['peak_gpu_mb'] or r['peak_rss_mb']:8.0f}"
         )
     print(
-        f"\nwritten: {RESULTS / name} ({where}; allocator per row; floor = analytic FLOPs / "
+        f"\nwritten: {RESULTS / name} and {profile_name} ({where}; allocator per row; "
+        "meas/an = FLOPs counted by FlopCounterMode / analytic (benchmarks/flops.py); floor = "
+        "the step's own matmuls at the rate measured at their shapes in that row; "
+        "big-matmul rate "
         + ", ".join(f"{r:.0f} GFLOP/s ({p})" for p, r in rates.items())
         + "; peak MB: GPU memory on a GPU, else RSS)"
     )

@@ -20,7 +20,6 @@ from omegaconf import DictConfig
 from torch import Tensor, nn
 
 from latentflow.config_checks import ConfigError
-from latentflow.models.recurrent import native_rnn
 
 
 @torch.inference_mode()
@@ -46,10 +45,9 @@ def generate(
     bar = tqdm(total=len(lengths), unit="seq", desc="sampling", disable=len(starts) < 2)
     for start in starts:
         chunk = lengths[start : start + batch_size]
-        with native_rnn():  # the decoder's BiLSTM too (see latentflow.models.recurrent)
-            out = net.sample(
-                lengths=chunk, temperature=temperature, argmax=argmax, generator=generator
-            )
+        out = net.sample(
+            lengths=chunk, temperature=temperature, argmax=argmax, generator=generator
+        )
         x = out["x"].cpu()
         xs.extend(x[i, : int(T)] for i, T in enumerate(chunk))
         if "log_pz" in out:

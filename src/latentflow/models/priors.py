@@ -24,10 +24,11 @@ from typing import Any
 
 import torch
 from torch import Tensor, nn
+from torch.profiler import record_function
 
 from latentflow.flows import standard_normal_log_prob
 from latentflow.models.position import LengthConditioning, sequence_mask
-from latentflow.models.recurrent import native_rnn
+from latentflow.models.recurrent import sequence_rnn
 from latentflow.protocols import HiddenFlow, TimeConditioner
 
 FlowFactory = Callable[..., HiddenFlow]
@@ -129,11 +130,12 @@ class AFTimePrior(SequencePrior):
         eps = self._draw_eps(lengths, temperature, generator)  # [B, T, H]
         pos = self.position(lengths, eps.shape[1])  # [B, T, P]
         zs, lds, state, z_prev = [], [], None, None
-        for t in range(eps.shape[1]):  # serial in time: c_t needs z_{t-1}
-            ctx, state = self.context.step(z_prev, pos[:, t], state)
-            z_prev, ld = self.flow.sample(eps[:, t], ctx)
-            zs.append(z_prev)
-            lds.append(ld)
+        with record_function("latentflow.serial_loop"):
+            for t in range(eps.shape[1]):  # serial in time: c_t needs z_{t-1}
+                ctx, state = self.context.step(z_prev, pos[:, t], state)
+                z_prev, ld = self.flow.sample(eps[:, t], ctx)
+                zs.append(z_prev)
+                lds.append(ld)
         return self._finish(torch.stack(zs, 1), eps, torch.stack(lds, 1), lengths)
 
 
@@ -150,16 +152,17 @@ class IAFTimePrior(AFTimePrior):
     def eps_and_logdet(self, z: Tensor, lengths: Tensor) -> tuple[Tensor, Tensor]:
         pos = self.position(lengths, z.shape[1])  # [B, T, P]
         eps, lds, state, eps_prev = [], [], None, None
-        for t in range(z.shape[1]):
-            ctx, state = self.context.step(eps_prev, pos[:, t], state)
-            eps_prev, ld = self.flow(z[:, t], ctx)
-            eps.append(eps_prev)
-            lds.append(ld)
+        with record_function("latentflow.serial_loop"):  # a profiler range (benchmarks)
+            for t in range(z.shape[1]):
+                ctx, state = self.context.step(eps_prev, pos[:, t], state)
+                eps_prev, ld = self.flow(z[:, t], ctx)
+                eps.append(eps_prev)
+                lds.append(ld)
         return torch.stack(eps, 1), torch.stack(lds, 1)
 
     def sample(self, lengths, temperature=1.0, generator=None):
         eps = self._draw_eps(lengths, temperature, generator)  # [B, T, H]
-        with native_rnn():  # one LSTM call: skip oneDNN's per-call weight re-layout
+        with sequence_rnn(eps.shape[1]):  # one whole-sequence LSTM call: the faster kernel
             ctx = self.context.parallel(eps, self.position(lengths, eps.shape[1]))  # [B, T, C]
         z, inv_ld = self.flow.sample(eps, ctx)  # all steps at once
         return self._finish(z, eps, inv_ld, lengths)

@@ -14,7 +14,7 @@ from latentflow.models.emission import emission_log_prob, emission_sample
 from latentflow.models.objectives import importance_sampled_log_likelihood
 from latentflow.models.position import LengthConditioning, sequence_mask
 from latentflow.models.priors import SequencePrior, build_part
-from latentflow.models.recurrent import bidirectional_lstm, native_rnn
+from latentflow.models.recurrent import bidirectional_lstm, sequence_rnn
 
 LOG_2PI = math.log(2 * math.pi)
 
@@ -186,8 +186,8 @@ class LatentFlowModel(nn.Module):
         Returns ``{"x", "lengths", "z", "log_pz"}``; padded steps of x are 0.
         """
         lengths = sample_lengths(self, lengths, num_samples, generator)
-        with native_rnn():  # short LSTM calls: skip oneDNN's per-call weight re-layout
-            z, log_pz = self.prior.sample(lengths, temperature, generator)
+        z, log_pz = self.prior.sample(lengths, temperature, generator)
+        with sequence_rnn(int(lengths.max())):  # the whole-sequence BiLSTM: the faster kernel
             logits = self.decode(z, lengths)
         x = emission_sample(logits, self.text, argmax, generator)
         mask = sequence_mask(lengths, x.shape[1])
