@@ -129,3 +129,13 @@ def test_spline_fits_the_four_gaussians_as_well_as_nlsq():
 
     fit = fit_mixture_flow(partial(RationalQuadraticSpline, num_bins=8, bound=5.0), steps=800)
     assert fit.gap < 0.03, (fit.nll, fit.entropy)
+
+
+def test_the_float_solve_matches_the_tensor_solve(float64):
+    """Batch-1 AF sampling solves in Python floats: the same root, bins and tails."""
+    torch.manual_seed(5)
+    t = spline(7)
+    y = torch.cat([6 * torch.rand(300) - 3, torch.tensor([-4.0, 4.0, 0.0])])
+    p = params(t, len(y), 3.0)
+    floats = [t.solve_float(v, q) for v, q in zip(y.tolist(), p.tolist(), strict=True)]
+    torch.testing.assert_close(torch.tensor(floats), t.solve(y, p), rtol=1e-10, atol=1e-10)
