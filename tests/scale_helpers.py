@@ -313,12 +313,24 @@ class NaNWeights(pl.Callback):
                 p.fill_(float("nan"))
 
 
-class SlowSteps(pl.Callback):
-    """Sleep ``seconds`` after every training batch: a tiny run that lasts as long as a
-    time-limit test needs, with the same arithmetic."""
+class WaitForTimeLimit(pl.Callback):
+    """In the first ``restarts`` runs of a Slurm job (``SLURM_RESTART_COUNT`` below it): after
+    ``steps`` optimizer steps in this process, wait at a batch boundary until the time-limit
+    signal has reached ``PreemptionCheckpoint`` (at most ``max_wait_s``). Every such run makes
+    ``steps`` steps of progress however slow the machine's start-up is; the run after them
+    finishes. Same arithmetic as an uninterrupted run: only the waiting differs."""
 
-    def __init__(self, seconds: float) -> None:
-        self.seconds = seconds
+    def __init__(self, steps: int, restarts: int = 2, max_wait_s: float = 240) -> None:
+        self.steps, self.restarts, self.max_wait_s = steps, restarts, max_wait_s
+        self.done = 0
 
-    def on_train_batch_end(self, *args: Any, **kwargs: Any) -> None:
-        time.sleep(self.seconds)
+    def on_train_batch_end(self, trainer: pl.Trainer, *args: Any, **kwargs: Any) -> None:
+        if int(os.environ.get("SLURM_RESTART_COUNT", "0")) >= self.restarts:
+            return
+        self.done += 1
+        if self.done < self.steps:
+            return
+        flags = [cb for cb in trainer.callbacks if hasattr(cb, "requested")]
+        deadline = time.monotonic() + self.max_wait_s
+        while not any(cb.requested for cb in flags) and time.monotonic() < deadline:
+            time.sleep(0.5)

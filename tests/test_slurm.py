@@ -100,8 +100,18 @@ def sweep(tmp: Path, data_root: Path, *args: str) -> subprocess.Popen:
 
 
 def finish(proc: subprocess.Popen, timeout: float = 600) -> str:
+    """The sweep's output once it ends; past ``timeout`` a failure that shows the queue and
+    the jobs' own logs (where a hung sweep's reason is), not a bare TimeoutExpired."""
     try:
         out, _ = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired as timed_out:
+        queue = subprocess.run(["squeue"], capture_output=True, text=True).stdout
+        (sweep_dir,) = [a.split("=", 1)[1] for a in proc.args if a.startswith("hydra.sweep.dir=")]
+        logs = job_logs(Path(sweep_dir).parent)
+        out = (timed_out.output or b"").decode(errors="replace")
+        pytest.fail(
+            f"sweep still running after {timeout} s\n{queue}\n{out[-2000:]}\n{logs[-4000:]}"
+        )
     finally:
         if proc.poll() is None:
             proc.kill()
@@ -156,15 +166,20 @@ def test_a_two_task_ddp_job_end_to_end(slurm, real_data_root, tmp_path):
 
 
 def test_time_limit_requeues_twice_and_ends_exactly(slurm, reference, real_data_root, tmp_path):
-    """A 1-minute limit, Slurm's own SIGUSR2 25 s in: checkpoint, requeue, resume -- at least
-    twice -- and the end is bit for bit the uninterrupted run's."""
-    slow = ["+callbacks.slow._target_=tests.scale_helpers.SlowSteps", "+callbacks.slow.seconds=2"]
-    args = [*RUN, *slow, "hydra.launcher.timeout_min=1", "hydra.launcher.signal_delay_s=35"]
+    """A 2-minute limit, Slurm's own SIGUSR2 75 s before it: checkpoint, requeue, resume --
+    twice -- and the end is bit for bit the uninterrupted run's. The first two runs of the job
+    make 3 steps each and then wait for the signal (tests.scale_helpers.WaitForTimeLimit), so
+    a slow start-up cannot turn the test into a race; the third run finishes."""
+    wait = [
+        "+callbacks.wait._target_=tests.scale_helpers.WaitForTimeLimit",
+        "+callbacks.wait.steps=3",
+    ]
+    args = [*RUN, *wait, "hydra.launcher.timeout_min=2", "hydra.launcher.signal_delay_s=75"]
     with Releaser() as releaser:
         finish(sweep(tmp_path, real_data_root, *args), timeout=900)
     logs = job_logs(tmp_path)
-    assert logs.count(REQUEUED) >= 2 and len(releaser.released) >= 2, logs[-3000:]
-    assert logs.count("[latentflow.lightning.callbacks][INFO] - resuming epoch") >= 2
+    assert logs.count(REQUEUED) == 2 and len(releaser.released) == 2, logs[-3000:]
+    assert logs.count("[latentflow.lightning.callbacks][INFO] - resuming epoch") == 2, logs[-3000:]
     assert_same_end(tmp_path / "sweep" / "0", reference)
 
 

@@ -17,7 +17,11 @@ stop() {
   pkill -x slurmd 2>/dev/null || true
   pkill -x slurmctld 2>/dev/null || true
   pkill -x munged 2>/dev/null || true
-  rm -rf "$spool"
+  for _ in $(seq 40); do  # the daemons write their state as they exit: wait, then remove it
+    pgrep -x slurmctld >/dev/null || pgrep -x slurmd >/dev/null || pgrep -x munged >/dev/null || break
+    sleep 0.25
+  done
+  rm -rf "$spool" 2>/dev/null || { sleep 1; rm -rf "$spool"; }
   echo "local Slurm stopped"
 }
 
