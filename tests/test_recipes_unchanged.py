@@ -26,6 +26,7 @@ DATA = {
     "text": {"kind": "text", "num_features": 51, "max_length": 40},
     "music": {"kind": "music", "num_features": 88, "max_length": 40},
 }
+REL = 1e-5  # fp32 kernels across CPU kinds (test below)
 # Paper-size models take ~1 s each to build: those rows are marked slow (CI runs them).
 KEYS = [
     pytest.param(k, marks=[] if "debug=tiny" in k else [pytest.mark.slow])
@@ -82,8 +83,14 @@ def test_recipe_builds_the_same_model(key, tmp_path):
     now = record(overrides, golden["kind"], tmp_path)
     assert now["state"] == golden["state"]
     assert now["parameters"] == golden["parameters"]
-    # The same arithmetic in the same order: equal to the last bit (1e-12 leaves room for
-    # nothing but printing).
-    assert math.isclose(now["train_loss"], golden["train_loss"], rel_tol=1e-12)
-    for a, b in zip(now["eval_log_px"], golden["eval_log_px"], strict=True):
-        assert math.isclose(a, b, rel_tol=1e-12)
+    # The same arithmetic in the same order: bit for bit on the CPU kind that recorded the file
+    # (an Intel Xeon with AMX). Another CPU kind runs other fp32 kernels (oneDNN/MKL pick them by
+    # ISA): on an AMD EPYC (Zen 4) every row differed by at most 1.3e-6 relative. Anything that
+    # changes the model -- another initialisation or RNG order, a missing log-det term --
+    # moves these numbers by far more than REL.
+    for a, b in zip(
+        [now["train_loss"], *now["eval_log_px"]],
+        [golden["train_loss"], *golden["eval_log_px"]],
+        strict=True,
+    ):
+        assert math.isclose(a, b, rel_tol=REL), (a, b)

@@ -71,3 +71,41 @@ def test_rejects_a_unidirectional_lstm():
         bidirectional_lstm(
             nn.LSTM(3, 4, batch_first=True), torch.zeros(1, 2, 3), torch.tensor([2])
         )
+
+
+def test_lstm_call_falls_back_to_fp32_where_onednn_has_no_bf16_lstm(monkeypatch):
+    """AMD Zen 4 (AVX512-BF16, no AMX): oneDNN refuses a bf16 LSTM primitive. Under bf16
+    autocast the call then runs in fp32 (and every later one, without trying again); any
+    other error, or the same error outside autocast, is raised as it is."""
+    from latentflow.models import recurrent
+
+    monkeypatch.setattr(recurrent, "_BF16_LSTM_UNSUPPORTED", False)
+    lstm = nn.LSTM(3, 4, batch_first=True)
+    x = torch.randn(2, 5, 3)
+    calls = []
+
+    def picky(inputs):  # refuses bf16 as oneDNN does on such a CPU
+        calls.append(torch.is_autocast_enabled("cpu"))
+        if torch.is_autocast_enabled("cpu"):
+            raise RuntimeError("could not create a primitive descriptor for the LSTM forward")
+        return lstm(inputs)[0]
+
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out = recurrent.lstm_call(picky, x.bfloat16())
+        again = recurrent.lstm_call(picky, x.bfloat16())
+    assert calls == [True, False, False]  # tried once, then fp32 without trying
+    assert out.dtype == again.dtype == torch.float32
+    torch.testing.assert_close(out, lstm(x.bfloat16().float())[0])
+
+    def refuses(inputs):
+        raise RuntimeError("could not create a primitive descriptor")
+
+    with pytest.raises(RuntimeError, match="primitive descriptor"):
+        recurrent.lstm_call(refuses, x)  # not under autocast: a real error
+
+    def broken(inputs):
+        raise RuntimeError("something else")
+
+    with torch.autocast("cpu", dtype=torch.bfloat16), pytest.raises(RuntimeError, match="else"):
+        monkeypatch.setattr(recurrent, "_BF16_LSTM_UNSUPPORTED", False)
+        recurrent.lstm_call(broken, x)

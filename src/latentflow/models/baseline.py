@@ -9,7 +9,7 @@ from torch import Tensor, nn
 from latentflow.data.lengths import LengthDistribution
 from latentflow.models.emission import emission_log_prob, emission_sample
 from latentflow.models.position import LengthConditioning, sequence_mask
-from latentflow.models.recurrent import lstm_step
+from latentflow.models.recurrent import lstm_call, lstm_step
 from latentflow.models.vae import sample_lengths
 
 
@@ -58,7 +58,7 @@ class LSTMLanguageModel(nn.Module):
         return self.embed(x) if self.text else self.embed_music(x)  # [B, T, E]
 
     def _logits(self, inputs: Tensor, state=None):
-        out, state = self.lstm(self.dropout(inputs), state)
+        out, state = lstm_call(self.lstm, self.dropout(inputs), state)
         logits = self.out(self.to_features(self.dropout(out)))
         return logits.to(self.out.weight.dtype), state  # fp32 log-probabilities under autocast
 

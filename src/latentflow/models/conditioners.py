@@ -11,7 +11,7 @@ import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
-from latentflow.models.recurrent import LSTMState, lstm_step
+from latentflow.models.recurrent import LSTMState, lstm_call, lstm_step
 
 
 class LSTMConditioner(nn.Module):
@@ -56,7 +56,7 @@ class LSTMConditioner(nn.Module):
 
     def parallel(self, v: Tensor, position: Tensor) -> Tensor:
         """Contexts of all steps at once: [B, T, hidden]."""
-        out, _ = self.lstm(self.shifted_inputs(v, position))
+        out, _ = lstm_call(self.lstm, self.shifted_inputs(v, position))
         return self.dropout(out)
 
     def step(

@@ -12,8 +12,10 @@ from there on (its whole-sequence kernel is 1.4-1.6x faster at T = 100-200, batc
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import logging
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager, nullcontext
+from typing import Any, TypeVar
 
 import torch
 from torch import Tensor, nn
@@ -22,6 +24,39 @@ from torch.nn import functional as F
 from latentflow.models.position import sequence_mask
 
 LSTMState = list[tuple[Tensor, Tensor]]  # (h, c) per layer, each [B, hidden]
+R = TypeVar("R")
+log = logging.getLogger(__name__)
+_BF16_LSTM_UNSUPPORTED = False  # set once oneDNN has refused a bf16 LSTM in this process
+
+
+def _cpu_bf16_autocast() -> bool:
+    return torch.is_autocast_enabled("cpu") and torch.get_autocast_dtype("cpu") == torch.bfloat16
+
+
+def _to_float(value: Any) -> Any:
+    if isinstance(value, Tensor):
+        return value.float() if value.is_floating_point() else value
+    if isinstance(value, (tuple, list)):
+        return type(value)(_to_float(v) for v in value)
+    return value
+
+
+def lstm_call(fn: Callable[..., R], *args: Any) -> R:
+    """``fn(*args)``, a whole-sequence LSTM call, that survives CPUs whose oneDNN has no bf16
+    LSTM (AVX512-BF16 without AMX, e.g. AMD Zen 4: "could not create a primitive descriptor").
+    Under CPU bf16 autocast there the LSTM runs in fp32 (the other matmuls stay bf16), said
+    once per process; everywhere else this is just ``fn(*args)``."""
+    global _BF16_LSTM_UNSUPPORTED
+    if not (_BF16_LSTM_UNSUPPORTED and _cpu_bf16_autocast()):
+        try:
+            return fn(*args)
+        except RuntimeError as error:
+            if not (_cpu_bf16_autocast() and "primitive descriptor" in str(error)):
+                raise
+            _BF16_LSTM_UNSUPPORTED = True
+            log.warning("this CPU's oneDNN has no bf16 LSTM: under bf16 the LSTMs run in fp32")
+    with torch.autocast("cpu", enabled=False):
+        return fn(*_to_float(args))
 
 
 def reverse_within_length(lengths: Tensor, T: int) -> Tensor:
@@ -47,7 +82,7 @@ def bidirectional_lstm(lstm: nn.LSTM, inputs: Tensor, lengths: Tensor) -> Tensor
         raise ValueError("bidirectional_lstm needs a bidirectional, batch-first LSTM")
     B, T = inputs.shape[:2]
     if bool((lengths == T).all()):
-        return lstm(inputs)[0]  # no padding: one call
+        return lstm_call(lstm, inputs)[0]  # no padding: one call
     mask = sequence_mask(lengths, T)[..., None]  # [B, T, 1]
     index = reverse_within_length(lengths, T)[..., None]  # [B, T, 1]
     zeros = inputs.new_zeros(1, B, lstm.hidden_size)
@@ -60,8 +95,17 @@ def bidirectional_lstm(lstm: nn.LSTM, inputs: Tensor, lengths: Tensor) -> Tensor
         for suffix in ("", "_reverse"):
             weights = [getattr(lstm, f"{name}_l{layer}{suffix}") for name in names]
             x = h if not suffix else h.gather(1, index.expand_as(h))  # [B, T, D]
-            out = torch.lstm(
-                x, (zeros, zeros), weights, lstm.bias, 1, 0.0, lstm.training, False, True
+            out = lstm_call(
+                torch.lstm,
+                x,
+                (zeros, zeros),
+                weights,
+                lstm.bias,
+                1,
+                0.0,
+                lstm.training,
+                False,
+                True,
             )[0]
             outs.append(out if not suffix else out.gather(1, index.expand_as(out)))
         h = torch.cat(outs, -1).masked_fill(~mask, 0.0)  # [B, T, 2 * hidden]
