@@ -7,8 +7,9 @@ implementation does (on CPU each call pays oneDNN's weight re-layout).
 Paper sizes (LSTMs 2 x 500, latent 50, flow MLPs 2 x 100; 5 flow layers, 3 for IAF/SCF) with
 untrained weights: speed does not depend on them. Each point is the median of repeated full
 generations (T fixed, z ~ p(z|T), x ~ p(x|z,T)) after one warm-up call, under
-``torch.inference_mode`` and ``native_rnn`` (as ``latentflow-sample`` runs them: whole-sequence
-LSTMs skip oneDNN's per-call weight re-layout). Also batch size 64 at a few lengths.
+``torch.inference_mode``, as ``latentflow-sample`` runs them (each whole-sequence LSTM call picks
+its kernel by length, ``latentflow.models.recurrent.sequence_rnn``). Also batch size 64 at a few
+lengths.
 
 Writes benchmarks/results/sample_speed.csv and sample_speed.png, prints the table, the
 IAF/SCF-vs-LSTM crossover length and the targets. Runs with jemalloc when it is installed (it
@@ -32,7 +33,6 @@ from pathlib import Path
 import torch
 
 from latentflow.models.emission import emission_sample
-from latentflow.models.recurrent import native_rnn
 from latentflow.run import build_recipe_net
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -143,8 +143,7 @@ def time_sampling(
         if name == "lstm_nnlstm":
             sample_nn_lstm_per_step(net, lengths, generator)
         else:
-            with native_rnn():  # as latentflow-sample runs it (the decoder's BiLSTM too)
-                net.sample(lengths=lengths, generator=generator)
+            net.sample(lengths=lengths, generator=generator)  # as latentflow-sample runs it
         if device.startswith("cuda"):
             torch.cuda.synchronize()
 

@@ -156,6 +156,8 @@ def run_row(spec: dict) -> dict:
                 net.evaluate(x, lengths, spec["samples"], spec["chunk"])
                 if i >= spec["warmup"]:
                     times.append(sync() - start)
+    if not spec.get("count", True):  # timing only (benchmarks run side by side with others)
+        return {"seconds": statistics.median(times), "tokens": int(lengths.sum())}
     flow_layers = len(net.prior.flow.layers) if hasattr(net, "prior") else s.flow_layers
     s_flow = replace(s, flow_layers=flow_layers)
     tokens = int(lengths.sum())

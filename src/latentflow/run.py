@@ -33,7 +33,7 @@ from latentflow.components import ComponentError, instantiate, is_node
 from latentflow.config_checks import ConfigError, validate_train_config
 from latentflow.data.download import DataError
 from latentflow.lightning.checkpoint_io import CheckpointWriteError
-from latentflow.runtime import apply_runtime
+from latentflow.runtime import apply_runtime, warn_slow_bf16_on_cpu
 from latentflow.tracking import build_loggers, check_logger_extras, finish_loggers
 
 log = logging.getLogger("latentflow.run")
@@ -116,8 +116,11 @@ def data_info(datamodule: Any) -> dict[str, Any]:
 def tune_malloc_here(cfg: DictConfig) -> bool:
     """``runtime.tune_malloc``, applied only when the model runs on the CPU: the tuning keeps
     freed memory (peak RSS ~1.9x), a risk under a Slurm --mem limit and no gain for GPU runs."""
-    if not cfg.runtime.get("tune_malloc", True):
-        return False
+    return bool(cfg.runtime.get("tune_malloc", True)) and on_cpu(cfg)
+
+
+def on_cpu(cfg: DictConfig) -> bool:
+    """Whether the run's model is on the CPU (``trainer.accelerator``, else ``device``)."""
     trainer = cfg.get("trainer") or {}
     accelerator = str(trainer.get("accelerator") or cfg.get("device") or "cpu")
     if accelerator == "auto":
@@ -304,6 +307,7 @@ def train(
     check_logger_extras(cfg)
     datamodule = build_datamodule(cfg.data)  # its settings checked; nothing is read yet
     apply_runtime(cfg.runtime.get("threads"), tune_malloc_here(cfg))
+    warn_slow_bf16_on_cpu((cfg.get("trainer") or {}).get("precision"), on_cpu(cfg))
     out_dir = Path(cfg.paths.output_dir)
     # One process per run directory: ranks launched by Lightning or srun share rank 0's lock.
     lock = RunLock(out_dir) if rank_zero_only.rank == 0 else contextlib.nullcontext()

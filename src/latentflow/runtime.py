@@ -59,3 +59,25 @@ def apply_runtime(threads: int | None = None, malloc: bool = True) -> None:
         torch.set_num_threads(threads)
     if malloc:
         tune_malloc()
+
+
+def cpu_has_fast_bf16() -> bool:
+    """Whether this CPU runs bf16 matmuls in hardware (oneDNN's AVX512-BF16 or AMX kernels).
+    Without them bf16 is emulated: measured 0.3 GFLOP/s against 104 in fp32 (AMD EPYC Zen 3,
+    AVX2 only, 2 threads)."""
+    try:
+        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except (AttributeError, RuntimeError):
+        return False
+
+
+def warn_slow_bf16_on_cpu(precision: object, on_cpu: bool) -> bool:
+    """One warning when ``trainer.precision`` asks for bf16 on a CPU that emulates it."""
+    if not (on_cpu and "bf16" in str(precision)) or cpu_has_fast_bf16():
+        return False
+    log.warning(
+        "trainer.precision=%s on a CPU without bf16 matmul hardware (no AVX512-BF16 or AMX): "
+        "bf16 is emulated here and many times slower than fp32; trainer.precision=32 is faster",
+        precision,
+    )
+    return True

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager, nullcontext
+from contextlib import contextmanager
 from typing import Any, TypeVar
 
 import torch
@@ -151,18 +151,24 @@ ONEDNN_MIN_STEPS = 20
 
 
 def sequence_rnn(steps: int):
-    """The faster LSTM backend for a whole-sequence call of ``steps`` steps (module docstring)."""
-    return native_rnn() if steps < ONEDNN_MIN_STEPS else nullcontext()
+    """The faster LSTM backend for a whole-sequence call of ``steps`` steps (module docstring):
+    oneDNN from ``ONEDNN_MIN_STEPS`` on, PyTorch's kernels below, whatever the setting around."""
+    return onednn(steps >= ONEDNN_MIN_STEPS)
 
 
-@contextmanager
-def native_rnn() -> Iterator[None]:
+def native_rnn():
     """Within the block, ``nn.LSTM`` on CPU uses PyTorch's kernels rather than oneDNN's.
 
     Restores the previous setting on exit. Meant for inference: no effect on GPUs.
     """
+    return onednn(False)
+
+
+@contextmanager
+def onednn(enabled: bool) -> Iterator[None]:
+    """``torch.backends.mkldnn.enabled`` set to ``enabled`` within the block, restored after."""
     previous = torch.backends.mkldnn.enabled
-    torch.backends.mkldnn.enabled = False
+    torch.backends.mkldnn.enabled = enabled
     try:
         yield
     finally:
