@@ -56,7 +56,8 @@ def test_an_optuna_study_with_a_failing_trial_completes(real_data_root, tmp_path
     assert "best_value" in result and "optimizer.lr" in result
     (failed,) = sweep.glob("*/failed.json")
     assert "optimizer.lr=-1.0" in json.loads(failed.read_text())["overrides"]
-    # The same command again continues the study (its database is in the sweep directory).
+    # The same command again continues the study (its database is in the sweep directory), its
+    # grid used up: n_trials ends it, not optuna's RuntimeError (latentflow/optuna_grid.py).
     again = run_cli([*args, "hydra.sweeper.n_trials=1"], subprocess_env(real_data_root))
     assert again.returncode == 0, again.stderr[-3000:]
     with sqlite3.connect(sweep / "optuna.db") as db:

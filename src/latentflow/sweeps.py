@@ -14,3 +14,6 @@ class CreateSweepDir(Callback):
 
     def on_multirun_start(self, config: Any, **kwargs: Any) -> None:
         Path(config.hydra.sweep.dir).mkdir(parents=True, exist_ok=True)
+        from latentflow.optuna_grid import let_a_used_up_grid_end_quietly
+
+        let_a_used_up_grid_end_quietly()
