@@ -102,7 +102,7 @@ class AutoregressiveLayer(FlowLayer):
 
             def solve(i: int, params: Tensor) -> Tensor | float:
                 try:
-                    return solve_float(u_vals[i], params[0].tolist())
+                    return solve_float(u_vals[i], params.tolist()[0])
                 except (OverflowError, ZeroDivisionError):  # extreme parameters: as tensors do
                     return transform.solve(u_flat[:, i], params)
         else:

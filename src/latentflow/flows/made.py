@@ -121,6 +121,7 @@ class MADE(nn.Module):
         hidden = [pre.new_empty(N, w.shape[1]) for w in w_hidden]
         params = pre.new_empty(N, P)
         x = pre.new_zeros(N, H)
+        floats: dict[int, float] = {}  # N = 1: x_i as Python floats, written into x at the end
         for i in self.order.tolist():
             torch.clamp_min(pre, 0.0, out=act)
             h = act
@@ -129,9 +130,11 @@ class MADE(nn.Module):
             torch.addmm(b_out[i], h, w_out[i], out=params)  # [N, P]
             xi = solve(i, params)
             if isinstance(xi, float):
-                x[0, i] = xi
+                floats[i] = xi
                 pre.add_(w_in[i], alpha=xi)
             else:
                 x[:, i] = xi
                 pre.addr_(x[:, i], w_in[i])
+        if floats:
+            x[0, list(floats)] = x.new_tensor(list(floats.values()))
         return x
