@@ -4,6 +4,8 @@
 
 Each row: the seeds found, test NLL in the paper's convention and in the music literature's
 (mean ± sample standard deviation over seeds, then every seed's value), validation NLL, epochs.
+``--versus ROW`` adds each row's difference of mean test NLL (paper conv.) to ROW's, in units of
+ROW's seed standard deviation (negative: lower NLL than ROW).
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ def spread(values: list[float]) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("roots", nargs="+", type=Path)
+    parser.add_argument("--versus", help="a row to compare every other row with")
     args = parser.parse_args()
     rows: dict[str, list[tuple[int, dict]]] = {}
     for root in args.roots:
@@ -32,9 +35,15 @@ def main() -> None:
             if match:
                 payload = json.loads(path.read_text())
                 rows.setdefault(match[1], []).append((int(match[2]), payload))
+    if args.versus and args.versus not in rows:
+        parser.error(f"--versus {args.versus}: no run directory {args.versus}_s<seed> found")
+    base = [p["test"]["nll_paper_nats"] for _, p in rows.get(args.versus, [])]
+    if args.versus and len(base) < 2:
+        parser.error(f"--versus {args.versus}: needs >= 2 seeds for a standard deviation")
+    extra = f" vs {args.versus} (its sd) |" if args.versus else ""
     print("| row | seeds | test NLL, paper conv. (nats) | test NLL, cond. (nats) | per seed "
-          "(paper) | val NLL | epochs |")  # fmt: skip
-    print("|---|---|---|---|---|---|---|")
+          f"(paper) | val NLL | epochs |{extra}")  # fmt: skip
+    print("|---|---|---|---|---|---|---|" + ("---|" if extra else ""))
     for name, runs in sorted(rows.items(), key=lambda kv: statistics.mean(
             p["test"]["nll_paper_nats"] for _, p in kv[1])):  # fmt: skip
         runs.sort()
@@ -44,8 +53,16 @@ def main() -> None:
         each = ", ".join(f"{v:.3f}" for v in paper)
         epochs = ", ".join(str(p["epochs"]) for _, p in runs)
         seeds = ",".join(str(s) for s, _ in runs)
+        versus = ""
+        if args.versus:
+            diff = statistics.mean(paper) - statistics.mean(base)
+            versus = (
+                " — |"
+                if name == args.versus
+                else f" {diff:+.3f} ({diff / statistics.stdev(base):+.1f} sd) |"
+            )
         print(f"| {name} | {seeds} | {spread(paper)} | {spread(cond)} | {each} | "
-              f"{spread(val)} | {epochs} |")  # fmt: skip
+              f"{spread(val)} | {epochs} |{versus}")  # fmt: skip
 
 
 if __name__ == "__main__":

@@ -53,3 +53,27 @@ def test_train_and_eval_runs_are_tabulated(tmp_path):
     assert rows[0].split(" | ")[:2] == ["| `cpu/ptb/af_af`", "2.500"]  # sorted by test NLL
     assert "| 1.000 | 0.000 | 2.600 | 1 | 558 | 8.0 min | 1.42 |" in rows[0]
     assert rows[1].endswith("| — | — | — | — | 1.46 |")
+
+
+SEED_SCRIPT = SCRIPT.parent / "seed_table.py"
+
+
+def test_seed_table_gives_mean_sd_and_the_distance_in_base_sds(tmp_path):
+    for name, values in {"base": [7.0, 7.2, 7.1], "new": [6.8, 6.9]}.items():
+        for seed, v in enumerate(values):
+            payload = {
+                "test": {"nll_paper_nats": v, "nll_cond_nats": v + 0.05},
+                "val": {"nll": v + 0.1},
+                "epochs": 40 + seed,
+            }
+            write(tmp_path / f"{name}_s{seed}", payload)
+    write(tmp_path / "not_a_seed_run", {"test": {}})
+    cmd = [sys.executable, str(SEED_SCRIPT), str(tmp_path), "--versus", "base"]
+    out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
+    new, base = out.splitlines()[2:]  # sorted by mean test NLL, lowest first
+    # new: mean 6.85, sd 0.0707; base: mean 7.1, sd 0.1 -> -0.25 = -2.5 base sds
+    assert new.startswith("| new | 0,1 | 6.850 ± 0.071 | 6.900 ± 0.071 | 6.800, 6.900 |")
+    assert new.endswith("| 40, 41 | -0.250 (-2.5 sd) |")
+    assert base.startswith("| base | 0,1,2 | 7.100 ± 0.100 |") and base.endswith("| — |")
+    bad = subprocess.run([*cmd[:-1], "new_row"], capture_output=True, text=True)
+    assert bad.returncode == 2 and "no run directory new_row_s<seed>" in bad.stderr
