@@ -8,7 +8,8 @@
 Each run goes to ``<out>/<name>_s<seed>`` (what ``scripts/seed_table.py`` reads) with
 ``ckpt_path=auto``, so running the same command again after an interruption resumes every
 unfinished run exactly and skips the finished ones (those with a metrics.json). ``--parallel``
-runs share the cores: each gets ``runtime.threads = cores // parallel`` (at least 1). Logs:
+runs share the cores: each gets ``runtime.threads = cores // parallel`` (at least 1) unless
+``--threads`` says otherwise. Logs:
 ``<out>/<name>_s<seed>/train.log``.
 """
 
@@ -28,6 +29,7 @@ def main() -> None:
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--seeds", default="0,1,2")
     parser.add_argument("--parallel", type=int, default=2)
+    parser.add_argument("--threads", type=int, help="threads per run (default: cores // parallel)")
     args = parser.parse_args()
     seeds = [int(s) for s in args.seeds.split(",") if s]
     rows = []
@@ -38,7 +40,13 @@ def main() -> None:
         rows.append((name, overrides.split()))
     if args.parallel < 1:
         parser.error("--parallel must be >= 1")
-    threads = max(1, (os.cpu_count() or 1) // args.parallel)
+    threads = (
+        args.threads
+        if args.threads is not None
+        else max(1, (os.cpu_count() or 1) // args.parallel)
+    )
+    if threads < 1:
+        parser.error("--threads must be >= 1")
     queue = [
         (f"{name}_s{seed}", overrides, seed)
         for seed in seeds
