@@ -40,6 +40,7 @@ def main() -> None:
     base = [p["test"]["nll_paper_nats"] for _, p in rows.get(args.versus, [])]
     if args.versus and len(base) < 2:
         parser.error(f"--versus {args.versus}: needs >= 2 seeds for a standard deviation")
+    base_mean, base_sd = (statistics.mean(base), statistics.stdev(base)) if args.versus else (0, 1)
     extra = f" vs {args.versus} (its sd) |" if args.versus else ""
     print("| row | seeds | test NLL, paper conv. (nats) | test NLL, cond. (nats) | per seed "
           f"(paper) | val NLL | epochs |{extra}")  # fmt: skip
@@ -55,11 +56,9 @@ def main() -> None:
         seeds = ",".join(str(s) for s, _ in runs)
         versus = ""
         if args.versus:
-            diff = statistics.mean(paper) - statistics.mean(base)
+            diff = statistics.mean(paper) - base_mean
             versus = (
-                " — |"
-                if name == args.versus
-                else f" {diff:+.3f} ({diff / statistics.stdev(base):+.1f} sd) |"
+                " — |" if name == args.versus else f" {diff:+.3f} ({diff / base_sd:+.1f} sd) |"
             )
         print(f"| {name} | {seeds} | {spread(paper)} | {spread(cond)} | {each} | "
               f"{spread(val)} | {epochs} |{versus}")  # fmt: skip
