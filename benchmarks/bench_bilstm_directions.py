@@ -15,7 +15,6 @@ repeats. Writes benchmarks/results/bilstm_directions.csv. Run it on an idle mach
 from __future__ import annotations
 
 import argparse
-import csv
 import statistics
 import subprocess
 import sys
@@ -26,6 +25,9 @@ from pathlib import Path
 
 import torch
 from torch import nn
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from csv_rows import write_rows  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results" / "bilstm_directions.csv"
 WEIGHTS = ("weight_ih", "weight_hh", "bias_ih", "bias_hh")
@@ -159,11 +161,7 @@ def main() -> None:
                         f"T={int(T):4d}  caller {threads} thread(s)  {method:28s}"
                         f" {float(seconds):.4f} s"
                     )
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    with open(RESULTS, "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
-        writer.writeheader()
-        writer.writerows(rows)
+    write_rows(RESULTS, rows)
     print(f"wrote {RESULTS}")
 
 

@@ -10,14 +10,17 @@ models consume (under 2,000 chars/s for the LSTM baseline on this machine kind).
 from __future__ import annotations
 
 import argparse
-import csv
 import statistics
+import sys
 import time
 from pathlib import Path
 
 import torch
 
 from latentflow.data.datamodules import PTBCharDataModule
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from csv_rows import write_rows  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results" / "data.csv"
 TARGET = 50_000
@@ -81,11 +84,7 @@ def main() -> None:
         )
     print(f"setup (read + encode 3 splits): {setup_seconds:.2f} s; target >= {TARGET:,} chars/s")
 
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    with open(RESULTS, "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
-        writer.writeheader()
-        writer.writerows(rows)
+    write_rows(RESULTS, rows)
     print(f"wrote {RESULTS}")
 
 

@@ -22,7 +22,6 @@ re-executes itself with LD_PRELOAD) and 2 threads unless told otherwise; both ar
 from __future__ import annotations
 
 import argparse
-import csv
 import os
 import statistics
 import subprocess
@@ -34,6 +33,9 @@ import torch
 
 from latentflow.models.emission import emission_sample
 from latentflow.run import build_recipe_net
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from csv_rows import write_rows  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results"
 JEMALLOC = Path("/usr/lib/x86_64-linux-gnu/libjemalloc.so.2")
@@ -301,12 +303,8 @@ def main() -> None:
                     flush=True,
                 )
 
-    args.out_dir.mkdir(parents=True, exist_ok=True)
     csv_path, png_path = args.out_dir / "sample_speed.csv", args.out_dir / "sample_speed.png"
-    with csv_path.open("w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
-        writer.writeheader()
-        writer.writerows(rows)
+    write_rows(csv_path, rows)
     print(f"\n{header}; at the end {os.getloadavg()[0]:.2f}")
     for task in TASKS:
         for batch in (1, 64):

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import csv
 import json
 import math
 import os
@@ -37,6 +36,7 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from csv_rows import write_rows  # noqa: E402
 from flops import Sizes, step_flops  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -512,19 +512,12 @@ def main() -> None:
             None,
         )  # none when that batch ran only for the allocator rows
         row["vs_lstm"] = row["seconds"] / base["seconds"] if base else float("nan")
-    RESULTS.mkdir(parents=True, exist_ok=True)
     name = "train_quick.csv" if args.quick else "train.csv"
     if args.device != "cpu":
         name = name.replace("train", f"train_{args.device}")
-    with open(RESULTS / name, "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=list(results[0]))
-        writer.writeheader()
-        writer.writerows(results)
+    write_rows(RESULTS / name, results)
     profile_name = name.replace(".csv", "_profile.csv")
-    with open(RESULTS / profile_name, "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=list(profiles[0]))
-        writer.writeheader()
-        writer.writerows(profiles)
+    write_rows(RESULTS / profile_name, profiles)
     header = (
         f"{'mode':5s} {'size':5s} {'batch':6s} {'model':8s} {'allocator':11s} {'prec':4s} "
         f"{'s/step':>8s} {'chars/s':>9s} {'GFLOP/s':>8s} {'meas/an':>7s} {'floor':>6s} "

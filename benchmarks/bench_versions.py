@@ -14,13 +14,15 @@ Writes benchmarks/results/versions.csv and prints every repetition and the media
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 import os
 import statistics
 import subprocess
 import sys
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from csv_rows import write_rows  # noqa: E402
 
 HERE = Path(__file__).resolve().parents[1]
 RESULTS = HERE / "benchmarks" / "results"
@@ -93,11 +95,7 @@ def main() -> None:
                     {"round": rnd, "model": model, "checkout": name, "seconds": seconds}
                 )
                 print(f"round {rnd} {model:8s} {name:5s} {seconds:8.3f} s", flush=True)
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    with open(RESULTS / "versions.csv", "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=list(results[0]))
-        writer.writeheader()
-        writer.writerows(results)
+    write_rows(RESULTS / "versions.csv", results)
     print(f"\nmedian s/step ({args.threads} threads; this = {HERE}, other = {args.other})")
     for model in args.models.split(","):
         med = {
