@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import importlib.util
 import json
 from pathlib import Path
 from typing import Any
@@ -16,6 +17,17 @@ from omegaconf import DictConfig, open_dict
 from latentflow.components import instantiate
 from latentflow.models.build import build_net
 from latentflow.run import CONF_DIR, components_of
+
+BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
+
+
+def load_benchmark(name: str):
+    """Import ``benchmarks/<name>.py`` (a script folder, not a package) as a module."""
+    spec = importlib.util.spec_from_file_location(name, BENCHMARKS / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
 
 TINY = ["debug=tiny", "runtime.threads=1", "trainer.enable_progress_bar=false"]
 

@@ -1,18 +1,14 @@
 """benchmarks/csv_rows.py: the rows every benchmark writes, all or nothing."""
 
 import csv
-import importlib.util
-from pathlib import Path
 
 import pytest
 
+from .helpers import load_benchmark
+
 
 def load_csv_rows():
-    path = Path(__file__).resolve().parents[1] / "benchmarks" / "csv_rows.py"
-    spec = importlib.util.spec_from_file_location("csv_rows", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_benchmark("csv_rows")
 
 
 def test_rows_are_written_with_their_header_in_a_new_folder(tmp_path):

@@ -4,7 +4,6 @@ benchmark's plumbing."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import sys
 from pathlib import Path
@@ -25,7 +24,7 @@ from latentflow.models.position import sequence_mask
 from latentflow.models.recurrent import lstm_step
 from latentflow.run import sample
 
-from .helpers import TINY, VARIANTS, compose_config, make_net, recipe_components
+from .helpers import TINY, VARIANTS, compose_config, load_benchmark, make_net, recipe_components
 from .helpers import make_prior as build_recipe_prior
 
 H, MAXLEN = 3, 12
@@ -422,11 +421,7 @@ def test_sample_app_on_a_trained_checkpoint(experiment, tmp_path, real_data_root
 
 
 def load_bench():
-    path = Path(__file__).resolve().parents[1] / "benchmarks" / "bench_sample.py"
-    spec = importlib.util.spec_from_file_location("bench_sample", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_benchmark("bench_sample")
 
 
 def test_bench_crossover():
