@@ -113,3 +113,48 @@ def test_bf16_on_a_cpu_that_emulates_it_is_warned_once(monkeypatch, caplog):
     assert not runtime.warn_slow_bf16_on_cpu("bf16-mixed", on_cpu=False)  # a GPU run
     monkeypatch.setattr(runtime, "cpu_has_fast_bf16", lambda: True)
     assert not runtime.warn_slow_bf16_on_cpu("bf16-mixed", on_cpu=True)
+
+
+def test_auto_precision_picks_bf16_only_where_the_hardware_runs_the_lstms(monkeypatch, caplog):
+    from latentflow import runtime
+
+    caplog.set_level("INFO", logger="latentflow.runtime")
+    assert runtime.resolve_precision("32-true", on_cpu=True) == "32-true"  # not auto: unchanged
+    assert runtime.resolve_precision("bf16-mixed", on_cpu=True) == "bf16-mixed"
+    monkeypatch.setattr(runtime, "cpu_has_bf16_lstm", lambda: True)
+    assert runtime.resolve_precision("auto", on_cpu=True) == "bf16-mixed"
+    assert "trainer.precision=auto -> bf16-mixed" in caplog.text
+    monkeypatch.setattr(runtime, "cpu_has_bf16_lstm", lambda: False)  # Zen 3, Zen 4
+    assert runtime.resolve_precision("auto", on_cpu=True) == "32-true"
+    assert "trainer.precision=auto -> 32-true" in caplog.text
+
+
+def test_the_bf16_lstm_probe_agrees_with_a_real_bf16_lstm_call():
+    from latentflow import runtime
+
+    runtime.cpu_has_bf16_lstm.cache_clear()
+    found = runtime.cpu_has_bf16_lstm()
+    if not runtime.cpu_has_fast_bf16():
+        assert not found  # no bf16 matmul hardware: never bf16
+        return
+    lstm = torch.nn.LSTM(8, 8, batch_first=True)
+    try:
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            out, _ = lstm(torch.randn(2, 5, 8))
+        ran_bf16 = out.dtype == torch.bfloat16
+    except RuntimeError:
+        ran_bf16 = False
+    assert found == ran_bf16
+
+
+def test_train_with_auto_precision_saves_what_it_chose(tmp_path, real_data_root):
+    from latentflow import runtime
+
+    out = tmp_path / "run"
+    overrides = [*TINY, f"data.root={real_data_root}", "experiment=jsb/af_af",
+                 "trainer.precision=auto"]  # fmt: skip
+    value, _ = train(compose_config("train", overrides, out))
+    assert value is not None and math.isfinite(value)
+    chosen = "bf16-mixed" if runtime.cpu_has_bf16_lstm() else "32-true"
+    saved = (out / "config.yaml").read_text()
+    assert f"precision: {chosen}" in saved and "precision: auto" not in saved

@@ -33,7 +33,7 @@ from latentflow.components import ComponentError, instantiate, is_node
 from latentflow.config_checks import ConfigError, validate_train_config
 from latentflow.data.download import DataError
 from latentflow.lightning.checkpoint_io import CheckpointWriteError
-from latentflow.runtime import apply_runtime, warn_slow_bf16_on_cpu
+from latentflow.runtime import apply_runtime, resolve_precision, warn_slow_bf16_on_cpu
 from latentflow.tracking import build_loggers, check_logger_extras, finish_loggers
 
 log = logging.getLogger("latentflow.run")
@@ -307,6 +307,8 @@ def train(
     check_logger_extras(cfg)
     datamodule = build_datamodule(cfg.data)  # its settings checked; nothing is read yet
     apply_runtime(cfg.runtime.get("threads"), tune_malloc_here(cfg))
+    if cfg.get("trainer") is not None and cfg.trainer.get("precision") == "auto":
+        cfg.trainer.precision = resolve_precision("auto", on_cpu(cfg))  # saved resolved
     warn_slow_bf16_on_cpu((cfg.get("trainer") or {}).get("precision"), on_cpu(cfg))
     out_dir = Path(cfg.paths.output_dir)
     # One process per run directory: ranks launched by Lightning or srun share rank 0's lock.
