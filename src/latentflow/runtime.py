@@ -74,9 +74,10 @@ def cpu_has_fast_bf16() -> bool:
 
 @functools.cache
 def cpu_has_bf16_lstm() -> bool:
-    """Whether oneDNN runs a whole-sequence LSTM in bf16 on this CPU (AMX: yes; AVX512-BF16
-    alone, e.g. AMD Zen 4: "could not create a primitive descriptor", the LSTMs would stay fp32
-    and they are 86-89% of a training step). Probed once per process on a 1 x 2 x 4 LSTM."""
+    """Whether oneDNN runs a whole-sequence LSTM in bf16 on this CPU. Measured: yes with AMX
+    (Intel Xeon) and on AMD Zen 5 (AVX512-BF16); no on AMD Zen 4 (AVX512-BF16: "could not
+    create a primitive descriptor", the LSTMs would stay fp32 and they are 86-89% of a training
+    step). So it is probed, once per process, on a 1 x 2 x 4 LSTM, not read from the CPU flags."""
     if not cpu_has_fast_bf16():
         return False
     lstm = torch.nn.LSTM(4, 4, batch_first=True)
@@ -90,19 +91,19 @@ def cpu_has_bf16_lstm() -> bool:
 
 def resolve_precision(precision: object, on_cpu: bool) -> object:
     """``trainer.precision=auto``: bf16-mixed where bf16 runs the whole step in hardware (a CPU
-    with a bf16 LSTM in oneDNN, i.e. AMX; a CUDA GPU with bf16), 32-true elsewhere; the choice
-    and its reason go to the run log. Any other value is returned unchanged.
+    with a bf16 LSTM in oneDNN: AMX, AMD Zen 5; a CUDA GPU with bf16), 32-true elsewhere; the
+    choice and its reason go to the run log. Any other value is returned unchanged.
 
-    Quality: JSB CPU recipes, 3 seeds each, bf16-mixed against fp32 on the same AMX CPU
-    (README "Mixed precision")."""
+    Quality: JSB CPU recipes, 3 seeds each, bf16-mixed against fp32 on the same CPU (README
+    "Mixed precision")."""
     if str(precision) != "auto":
         return precision
     if on_cpu:
         fast = cpu_has_bf16_lstm()
         why = (
-            "this CPU runs bf16 matmuls and LSTMs in hardware (AMX)"
+            "this CPU runs bf16 matmuls and LSTMs in hardware (oneDNN bf16 LSTM probed)"
             if fast
-            else "this CPU has no bf16 LSTM in hardware (needs AMX): bf16 would not be faster"
+            else "this CPU has no bf16 LSTM in oneDNN (probed): bf16 would not be faster"
         )
     else:
         fast = torch.cuda.is_available() and torch.cuda.is_bf16_supported()
