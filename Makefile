@@ -8,6 +8,13 @@ TORCH_SPEC ?= torch==2.13.0
 # Data root: $LATENTFLOW_DATA if set, else ./data (see README "Data").
 export LATENTFLOW_DATA ?= $(CURDIR)/data
 EXPERIMENT ?= cpu/jsb/af_af
+# `make train` and `make reproduce-cpu` run on jemalloc where it is installed (`apt-get install
+# libjemalloc2`): the fastest allocator measured (README "Allocator"); `make train JEMALLOC=`
+# runs on glibc with latentflow's start-up tuning instead.
+JEMALLOC ?= $(firstword $(wildcard /usr/lib/x86_64-linux-gnu/libjemalloc.so.2 \
+	/usr/lib/aarch64-linux-gnu/libjemalloc.so.2 /usr/lib64/libjemalloc.so.2 /usr/lib/libjemalloc.so.2))
+comma := ,
+ALLOC_ENV := $(if $(JEMALLOC),LD_PRELOAD=$(JEMALLOC) MALLOC_CONF=dirty_decay_ms:-1$(comma)muzzy_decay_ms:-1)
 ARGS ?=
 CONF := src/latentflow/conf
 
@@ -43,7 +50,7 @@ format: install
 	$(VENV)/bin/ruff check --fix src tests benchmarks scripts notebooks
 
 train: install
-	$(VENV)/bin/latentflow-train experiment=$(EXPERIMENT) $(ARGS)
+	$(ALLOC_ENV) $(VENV)/bin/latentflow-train experiment=$(EXPERIMENT) $(ARGS)
 
 bench: install
 	$(PY) benchmarks/bench_train.py $(ARGS)
@@ -64,7 +71,7 @@ CPU_RECIPES := $(foreach f,$(wildcard $(CONF)/experiment/cpu/*/*.yaml),$(if $(fi
 CPU_EXPERIMENTS := $(patsubst $(CONF)/experiment/%.yaml,%,$(sort $(CPU_RECIPES)))
 reproduce-cpu: install
 	for e in $(CPU_EXPERIMENTS); do \
-	  $(VENV)/bin/latentflow-train experiment=$$e paths.log_dir=outputs/reproduce-cpu/$$e $(ARGS) || exit 1; \
+	  $(ALLOC_ENV) $(VENV)/bin/latentflow-train experiment=$$e paths.log_dir=outputs/reproduce-cpu/$$e $(ARGS) || exit 1; \
 	done
 	$(PY) scripts/results_table.py outputs/reproduce-cpu
 

@@ -33,7 +33,12 @@ from latentflow.components import ComponentError, instantiate, is_node
 from latentflow.config_checks import ConfigError, validate_train_config
 from latentflow.data.download import DataError
 from latentflow.lightning.checkpoint_io import CheckpointWriteError
-from latentflow.runtime import apply_runtime, resolve_precision, warn_slow_bf16_on_cpu
+from latentflow.runtime import (
+    allocator,
+    apply_runtime,
+    resolve_precision,
+    warn_slow_bf16_on_cpu,
+)
 from latentflow.tracking import build_loggers, check_logger_extras, finish_loggers
 
 log = logging.getLogger("latentflow.run")
@@ -307,6 +312,7 @@ def train(
     check_logger_extras(cfg)
     datamodule = build_datamodule(cfg.data)  # its settings checked; nothing is read yet
     apply_runtime(cfg.runtime.get("threads"), tune_malloc_here(cfg))
+    log.info("allocator: %s", allocator())
     if cfg.get("trainer") is not None and cfg.trainer.get("precision") == "auto":
         cfg.trainer.precision = resolve_precision("auto", on_cpu(cfg))  # saved resolved
     warn_slow_bf16_on_cpu((cfg.get("trainer") or {}).get("precision"), on_cpu(cfg))

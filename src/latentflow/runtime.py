@@ -50,6 +50,18 @@ def tune_malloc() -> bool:
     return ok
 
 
+def allocator() -> str:
+    """The allocator this process runs on, for the run log: "jemalloc" when it is loaded (e.g.
+    ``make train`` preloads it where it is installed), else "glibc (tuned)" or "glibc"."""
+    try:
+        with open("/proc/self/maps") as maps:
+            if "jemalloc" in maps.read():
+                return "jemalloc"
+    except OSError:
+        pass
+    return "glibc (tuned)" if _TUNED else "glibc"
+
+
 def apply_runtime(threads: int | None = None, malloc: bool = True) -> None:
     """Set the intra-op thread count (when given), tune the allocator (when asked) and silence
     one known, harmless warning (Lightning 2.6 on torch 2.13: LeafSpec deprecation)."""

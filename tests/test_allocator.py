@@ -1,0 +1,52 @@
+"""`make train` runs on jemalloc where it is installed (the fastest allocator measured, issue
+20), on tuned glibc otherwise, and the run log names the allocator."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+JEMALLOC = Path("/usr/lib/x86_64-linux-gnu/libjemalloc.so.2")
+
+
+def make_dry_run(*args: str) -> str:
+    if shutil.which("make") is None:
+        pytest.skip("no make")
+    cmd = ["make", "-s", "-n", "-C", str(ROOT), "-o", ".venv/.installed", "train", *args]
+    return subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
+
+
+def test_make_train_preloads_jemalloc_when_given_and_not_otherwise(tmp_path):
+    fake = tmp_path / "libjemalloc.so.2"
+    fake.touch()
+    line = make_dry_run(f"JEMALLOC={fake}").splitlines()[-1]
+    assert line.startswith(f"LD_PRELOAD={fake} MALLOC_CONF=dirty_decay_ms:-1,muzzy_decay_ms:-1 ")
+    assert "latentflow-train experiment=cpu/jsb/af_af" in line
+    assert "LD_PRELOAD" not in make_dry_run("JEMALLOC=")
+
+
+@pytest.mark.skipif(not JEMALLOC.exists(), reason="libjemalloc2 not installed")
+def test_make_train_finds_the_installed_jemalloc():
+    assert make_dry_run().splitlines()[-1].startswith(f"LD_PRELOAD={JEMALLOC} ")
+
+
+def allocator_of_a_process(env: dict[str, str]) -> str:
+    code = "from latentflow import runtime; runtime.apply_runtime(1); print(runtime.allocator())"
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, env=env
+    )
+    return out.stdout.strip()
+
+
+def test_the_allocator_is_named_as_it_is():
+    env = {k: v for k, v in os.environ.items() if k not in ("LD_PRELOAD", "MALLOC_CONF")}
+    assert allocator_of_a_process(env) == "glibc (tuned)"
+    assert allocator_of_a_process({**env, "LATENTFLOW_NO_MALLOC_TUNING": "1"}) == "glibc"
+    if JEMALLOC.exists():  # CI installs it (.ci/run)
+        assert allocator_of_a_process({**env, "LD_PRELOAD": str(JEMALLOC)}) == "jemalloc"
