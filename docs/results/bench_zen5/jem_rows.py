@@ -1,4 +1,5 @@
-"""Timing-only rows on jemalloc (what `make train` uses), fp32 and bf16, paper size; two tuned-glibc anchors."""
+"""Timing-only rows on jemalloc (what `make train` uses), fp32 and bf16, paper size, and two tuned-glibc
+anchors. Run from the repository root: python docs/results/bench_zen5/jem_rows.py -> benchmarks/results/jemalloc_rows.csv"""
 import argparse, csv, sys
 sys.path.insert(0, "benchmarks")
 import bench_train as bt
@@ -15,5 +16,5 @@ for spec in bt.plan(args):
         r = dict(batch=s["batch_name"], model=s["model"], allocator=alloc, precision=s["precision"],
                  seconds=round(out["seconds"], 4), chars_per_s=round(out["tokens"] / out["seconds"], 1))
         print(r, flush=True); rows.append(r)
-with open("/work/bench_zen5/jemalloc_rows.csv", "w", newline="") as f:
+with open("benchmarks/results/jemalloc_rows.csv", "w", newline="") as f:
     w = csv.DictWriter(f, fieldnames=list(rows[0])); w.writeheader(); w.writerows(rows)
