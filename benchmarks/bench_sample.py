@@ -31,6 +31,7 @@ from pathlib import Path
 
 import torch
 
+from latentflow import runtime
 from latentflow.models.emission import emission_sample
 from latentflow.run import build_recipe_net
 
@@ -38,7 +39,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from csv_rows import write_rows  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results"
-JEMALLOC = Path("/usr/lib/x86_64-linux-gnu/libjemalloc.so.2")
+JEMALLOC = Path(runtime.JEMALLOC)
 CHILD_ENV = "LATENTFLOW_BENCH_CHILD"
 
 # name -> the config overrides of that row (the paper's sizes: the recipes' defaults)
@@ -85,12 +86,8 @@ TARGETS_T200 = {"iaf_scf": 0.082, "af_scf": 1.61 / 2, "af_af": 29.1 / 2, "lstm":
 
 
 def allocator() -> str:
-    """The malloc this process runs with (from its memory maps)."""
-    try:
-        maps = Path("/proc/self/maps").read_text()
-    except OSError:
-        return "unknown"
-    return "jemalloc" if "jemalloc" in maps else "glibc malloc"
+    """The malloc this process runs with (from its memory maps), as this CSV has named it."""
+    return "jemalloc" if runtime.jemalloc_loaded() else "glibc malloc"
 
 
 def reexec_with_jemalloc(argv: list[str]) -> int | None:
@@ -106,7 +103,7 @@ def reexec_with_jemalloc(argv: list[str]) -> int | None:
         "LD_PRELOAD": f"{JEMALLOC}:{os.environ['LD_PRELOAD']}"
         if os.environ.get("LD_PRELOAD")
         else str(JEMALLOC),
-        "MALLOC_CONF": "dirty_decay_ms:-1,muzzy_decay_ms:-1",
+        "MALLOC_CONF": runtime.JEMALLOC_CONF,
     }
     return subprocess.call([sys.executable, str(Path(__file__).resolve()), *argv], env=env)
 

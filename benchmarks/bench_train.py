@@ -35,12 +35,14 @@ from pathlib import Path
 
 import torch
 
+from latentflow import runtime
+
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from csv_rows import write_rows  # noqa: E402
 from flops import Sizes, step_flops  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results"
-JEMALLOC = "/usr/lib/x86_64-linux-gnu/libjemalloc.so.2"
+JEMALLOC = runtime.JEMALLOC
 MODELS = ("lstm", "af_af", "af_scf", "iaf_scf")
 # Beyond the paper (issue 17): a recipe prior with other parts; FLOPs from FlopCounterMode.
 VARIANTS = {
@@ -328,7 +330,7 @@ def spawn(spec: dict) -> dict:
     env.pop("LD_PRELOAD", None)
     if spec["allocator"] == "jemalloc":
         env["LD_PRELOAD"] = JEMALLOC
-        env["MALLOC_CONF"] = "dirty_decay_ms:-1,muzzy_decay_ms:-1"
+        env["MALLOC_CONF"] = runtime.JEMALLOC_CONF
     proc = subprocess.run(
         [sys.executable, __file__, "--row", json.dumps(spec)],
         capture_output=True,

@@ -11,8 +11,10 @@ from pathlib import Path
 
 import pytest
 
+from latentflow import runtime
+
 ROOT = Path(__file__).resolve().parents[1]
-JEMALLOC = Path("/usr/lib/x86_64-linux-gnu/libjemalloc.so.2")
+JEMALLOC = Path(runtime.JEMALLOC)
 
 
 def make_dry_run(*args: str) -> str:
@@ -26,7 +28,7 @@ def test_make_train_preloads_jemalloc_when_given_and_not_otherwise(tmp_path):
     fake = tmp_path / "libjemalloc.so.2"
     fake.touch()
     line = make_dry_run(f"JEMALLOC={fake}").splitlines()[-1]
-    assert line.startswith(f"LD_PRELOAD={fake} MALLOC_CONF=dirty_decay_ms:-1,muzzy_decay_ms:-1 ")
+    assert line.startswith(f"LD_PRELOAD={fake} MALLOC_CONF={runtime.JEMALLOC_CONF} ")
     assert "latentflow-train experiment=cpu/jsb/af_af" in line
     assert "LD_PRELOAD" not in make_dry_run("JEMALLOC=")
 

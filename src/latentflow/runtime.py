@@ -50,15 +50,26 @@ def tune_malloc() -> bool:
     return ok
 
 
+# Where Debian/Ubuntu's libjemalloc2 puts jemalloc, and the settings it is run with here (keep
+# freed pages: no decay); the Makefile's JEMALLOC/ALLOC_ENV say the same for `make train`.
+JEMALLOC = "/usr/lib/x86_64-linux-gnu/libjemalloc.so.2"
+JEMALLOC_CONF = "dirty_decay_ms:-1,muzzy_decay_ms:-1"
+
+
+def jemalloc_loaded() -> bool:
+    """Whether jemalloc is mapped into this process (from /proc/self/maps)."""
+    try:
+        with open("/proc/self/maps") as maps:
+            return "jemalloc" in maps.read()
+    except OSError:
+        return False
+
+
 def allocator() -> str:
     """The allocator this process runs on, for the run log: "jemalloc" when it is loaded (e.g.
     ``make train`` preloads it where it is installed), else "glibc (tuned)" or "glibc"."""
-    try:
-        with open("/proc/self/maps") as maps:
-            if "jemalloc" in maps.read():
-                return "jemalloc"
-    except OSError:
-        pass
+    if jemalloc_loaded():
+        return "jemalloc"
     return "glibc (tuned)" if _TUNED else "glibc"
 
 
