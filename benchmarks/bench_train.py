@@ -43,6 +43,9 @@ from flops import Sizes, step_flops  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results"
 JEMALLOC = runtime.JEMALLOC
+# what `make train` runs on: jemalloc where it is installed, else glibc with our tuning
+MAKE_TRAIN_ALLOCATOR = "jemalloc" if Path(JEMALLOC).exists() else "glibc-tuned"
+ALLOCATORS = ("glibc", "glibc-tuned", "jemalloc")
 MODELS = ("lstm", "af_af", "af_scf", "iaf_scf")
 # Beyond the paper (issue 17): a recipe prior with other parts; FLOPs from FlopCounterMode.
 VARIANTS = {
@@ -192,6 +195,7 @@ def run_row(spec: dict) -> dict:
         if device.type == "cuda"
         else 0.0,
         "profile": profile_step(one_step, device),
+        "allocator_loaded": runtime.allocator(),  # checked by the parent against the row's
     }
 
 
@@ -352,6 +356,7 @@ def plan(args) -> list[dict]:
     ]
     rows = []
     gpu = args.device != "cpu"
+    main_alloc = main_allocator(args)
     models = ["lstm"] + [m for m in args.models or MODELS if m != "lstm"]  # the ratios' base
     for size in sizes:
         steps = args.steps or (3 if size == "cpu" else 2) * (10 if gpu else 1)
@@ -368,7 +373,7 @@ def plan(args) -> list[dict]:
                         samples=ELBO_SAMPLES[size],
                         steps=steps,
                         warmup=1,
-                        allocator="glibc-tuned",
+                        allocator=main_alloc,
                     )
                 )
         for model in () if args.no_eval else models:
@@ -384,7 +389,7 @@ def plan(args) -> list[dict]:
                     chunk=10,
                     steps=max(1, steps - 1),
                     warmup=1,
-                    allocator="glibc-tuned",
+                    allocator=main_alloc,
                 )
             )
         if (not args.quick or args.allocators) and not gpu and ("long", 250) in batches:
@@ -392,7 +397,7 @@ def plan(args) -> list[dict]:
                 ["jemalloc"] if Path(JEMALLOC).exists() else []
             )
             for alloc in allocators:
-                if alloc == "glibc-tuned":
+                if alloc == main_alloc:
                     continue  # already measured above
                 rows.append(
                     dict(
@@ -413,16 +418,33 @@ def plan(args) -> list[dict]:
         r.update(device=args.device, precision="fp32", compile=args.compile)
     # every row once per precision (the allocator rows: fp32 only)
     extra = [p for p in args.precisions if p != "fp32"]
-    rows += [{**r, "precision": p} for p in extra for r in rows if r["allocator"] == "glibc-tuned"]
+    rows += [{**r, "precision": p} for p in extra for r in rows if r["allocator"] == main_alloc]
     if "fp32" not in args.precisions:
         rows = [r for r in rows if r["precision"] != "fp32"]
     return rows
+
+
+def main_allocator(args) -> str:
+    """The allocator of every row but the allocator comparison's: ``--allocator``, by default
+    what ``make train`` uses (jemalloc where it is installed)."""
+    chosen = getattr(args, "allocator", None) or "auto"
+    if chosen == "auto" or args.device != "cpu":
+        return MAKE_TRAIN_ALLOCATOR if args.device == "cpu" else "glibc-tuned"
+    if chosen == "jemalloc" and not Path(JEMALLOC).exists():
+        raise SystemExit(f"--allocator jemalloc: {JEMALLOC} is not installed")
+    return chosen
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="CPU size only (< 3 minutes)")
     parser.add_argument("--allocators", action="store_true", help="allocator rows in --quick")
+    parser.add_argument(
+        "--allocator",
+        choices=["auto", *ALLOCATORS],
+        default="auto",
+        help="allocator of the main rows (auto: what `make train` uses, jemalloc if installed)",
+    )
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--steps", type=int, default=None, help="timed steps per row")
     parser.add_argument("--root", default=None, help="data root (default: LATENTFLOW_DATA)")
@@ -463,8 +485,14 @@ def main() -> None:
     for p, rate in rates.items():
         print(f"dense {p} matmul: {rate:.1f} GFLOP/s on {where}")
     results, profiles = [], []
+    main_alloc = main_allocator(args)
+    print(f"allocator of the main rows: {main_alloc}")
     for spec in plan(args):
         out = spawn(spec)
+        loaded = out.pop("allocator_loaded")
+        expected = {"jemalloc": "jemalloc", "glibc-tuned": "glibc (tuned)", "glibc": "glibc"}
+        if spec["device"] == "cpu" and loaded != expected[spec["allocator"]]:
+            raise SystemExit(f"row {spec['model']} asked for {spec['allocator']}, ran on {loaded}")
         row = {
             k: spec[k]
             for k in (
@@ -508,7 +536,7 @@ def main() -> None:
                 and r["mode"] == row["mode"]
                 and r["size"] == row["size"]
                 and r["batch_name"] == row["batch_name"]
-                and r["allocator"] == "glibc-tuned"
+                and r["allocator"] == main_alloc
                 and r["precision"] == row["precision"]
             ),
             None,

@@ -1,12 +1,16 @@
 """Training step of this checkout against another one (e.g. an older commit), side by side.
 
-Rows of ``bench_train.py`` (paper sizes, 16 x 112 PTB batch, 2 threads, out-of-the-box
-allocator), each in a fresh process through each checkout's own ``bench_train.py --row``, the
-two checkouts alternating (ABBA...) so that the machine's drift falls on both. A ratio between
-checkouts measured this way carries over to another machine; seconds do not.
+Rows of ``bench_train.py`` (paper sizes, PTB batches 16 x 112 and/or 16 x 250, 2 threads), each
+in a fresh process through each checkout's own ``bench_train.py --row``, the two checkouts
+alternating (ABBA...) so that the machine's drift falls on both. Each checkout runs its rows the
+way its own ``bench_train.py`` plans them: its allocator (this one: what ``make train`` uses,
+jemalloc where installed; older ones: tuned glibc) and, for this checkout, every precision of
+``--precisions`` (the other runs fp32). A ratio between checkouts measured this way carries over
+to another machine; seconds do not.
 
     git worktree add /tmp/old ff762f7
-    python benchmarks/bench_versions.py --other /tmp/old [--models lstm,af_af,iaf_scf] [--rounds 2]
+    python benchmarks/bench_versions.py --other /tmp/old [--models lstm,af_af,iaf_scf]
+        [--batches median,long] [--precisions fp32,bf16] [--rounds 2]
 
 Writes benchmarks/results/versions.csv and prints every repetition and the medians.
 """
@@ -21,6 +25,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from latentflow import runtime
+
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from csv_rows import write_rows  # noqa: E402
 
@@ -28,21 +34,26 @@ HERE = Path(__file__).resolve().parents[1]
 RESULTS = HERE / "benchmarks" / "results"
 PLAN = (
     "import argparse, json, sys; sys.path.insert(0, 'benchmarks'); import bench_train as b; "
-    "a = argparse.Namespace(sizes=['paper'], quick=False, batches='median', models=None, "
+    "a = argparse.Namespace(sizes=['paper'], quick=False, batches={batches!r}, models=None, "
     "device='cpu', steps={steps}, no_eval=True, allocators=False, threads={threads}, root=None, "
-    "precisions=['fp32'], compile=False); print(json.dumps(b.plan(a)))"
+    "precisions={precisions!r}, compile=False); print(json.dumps(b.plan(a)))"
 )
 
 
-def environment(checkout: Path, threads: int) -> dict[str, str]:
+def environment(checkout: Path, threads: int, allocator: str = "glibc-tuned") -> dict[str, str]:
     env = {**os.environ, "OMP_NUM_THREADS": str(threads)}  # as bench_train's own rows
     env.pop("LD_PRELOAD", None)
+    if allocator == "jemalloc":  # as bench_train.spawn preloads it
+        env.update(LD_PRELOAD=runtime.JEMALLOC, MALLOC_CONF=runtime.JEMALLOC_CONF)
     env["PYTHONPATH"] = str(checkout / "src")  # that checkout's latentflow, not the installed one
     return env
 
 
-def rows_of(checkout: Path, steps: int, threads: int) -> dict[str, dict]:
-    code = PLAN.format(steps=steps, threads=threads)
+def rows_of(
+    checkout: Path, steps: int, threads: int, batches: str, precisions: list[str]
+) -> dict[tuple, dict]:
+    """The checkout's own plan: (model, batch, precision) -> row."""
+    code = PLAN.format(steps=steps, threads=threads, batches=batches, precisions=precisions)
     out = subprocess.run(
         [sys.executable, "-c", code],
         cwd=checkout,
@@ -54,14 +65,15 @@ def rows_of(checkout: Path, steps: int, threads: int) -> dict[str, dict]:
         raise SystemExit(
             f"{checkout}: its bench_train.py has no usable plan(): {out.stderr[-500:]}"
         )
-    return {r["model"]: r for r in json.loads(out.stdout.strip().splitlines()[-1])}
+    rows = json.loads(out.stdout.strip().splitlines()[-1])
+    return {(r["model"], r["batch_name"], r.get("precision", "fp32")): r for r in rows}
 
 
 def time_row(checkout: Path, row: dict, threads: int) -> float:
     proc = subprocess.run(
         [sys.executable, "benchmarks/bench_train.py", "--row", json.dumps(row)],
         cwd=checkout,
-        env=environment(checkout, threads),
+        env=environment(checkout, threads, row["allocator"]),
         capture_output=True,
         text=True,
     )
@@ -74,38 +86,67 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--other", type=Path, required=True, help="the other checkout")
     parser.add_argument("--models", default="lstm,af_af,iaf_scf")
+    parser.add_argument("--batches", default="median", help="median,long")
+    parser.add_argument("--precisions", default="fp32", help="this checkout's: fp32,bf16")
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--steps", type=int, default=2, help="timed steps per row")
     parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args()
     if not (args.other / "benchmarks" / "bench_train.py").exists():
         parser.error(f"--other {args.other}: no benchmarks/bench_train.py there")
+    precisions = args.precisions.split(",")
+    if set(precisions) - {"fp32", "bf16"} or set(args.batches.split(",")) - {"median", "long"}:
+        parser.error("--precisions takes fp32,bf16 and --batches median,long")
+    if not Path(runtime.JEMALLOC).exists():
+        print(
+            f"{runtime.JEMALLOC} not installed: this checkout's rows run on tuned glibc",
+            flush=True,
+        )
     checkouts = {"this": HERE, "other": args.other.resolve()}
-    plans = {k: rows_of(c, args.steps, args.threads) for k, c in checkouts.items()}
+    plans = {
+        "this": rows_of(HERE, args.steps, args.threads, args.batches, precisions),
+        "other": rows_of(checkouts["other"], args.steps, args.threads, args.batches, ["fp32"]),
+    }
+    # (label, checkout, precision): the other checkout in fp32, this one in each precision
+    runs = [("other", "other", "fp32")] + [(f"this-{p}", "this", p) for p in precisions]
     results = []
     for rnd in range(args.rounds):
-        for model in args.models.split(","):
-            order = ("this", "other") if rnd % 2 == 0 else ("other", "this")
-            for name in order:
-                if model not in plans[name]:
-                    raise SystemExit(f"--models: {model} is not a row of {checkouts[name]}")
-                row = {**plans[name][model], "count": False}  # timing only (newer benches)
-                seconds = time_row(checkouts[name], row, args.threads)
-                results.append(
-                    {"round": rnd, "model": model, "checkout": name, "seconds": seconds}
-                )
-                print(f"round {rnd} {model:8s} {name:5s} {seconds:8.3f} s", flush=True)
+        for batch in args.batches.split(","):
+            for model in args.models.split(","):
+                for label, name, precision in runs if rnd % 2 else runs[::-1]:
+                    key = (model, batch, precision)
+                    if key not in plans[name]:
+                        raise SystemExit(f"--models: {key} is not a row of {checkouts[name]}")
+                    row = {**plans[name][key], "count": False}  # timing only (newer benches)
+                    seconds = time_row(checkouts[name], row, args.threads)
+                    results.append(
+                        {"round": rnd, "model": model, "batch": batch, "checkout": name,
+                         "precision": precision, "allocator": row["allocator"],
+                         "seconds": seconds}
+                    )  # fmt: skip
+                    print(
+                        f"round {rnd} {batch:6s} {model:8s} {label:10s} {row['allocator']:11s}"
+                        f" {seconds:8.3f} s",
+                        flush=True,
+                    )
     write_rows(RESULTS / "versions.csv", results)
     print(f"\nmedian s/step ({args.threads} threads; this = {HERE}, other = {args.other})")
-    for model in args.models.split(","):
-        med = {
-            k: statistics.median(
-                r["seconds"] for r in results if r["model"] == model and r["checkout"] == k
+    for batch in args.batches.split(","):
+        for model in args.models.split(","):
+            med = {
+                label: statistics.median(
+                    r["seconds"]
+                    for r in results
+                    if (r["model"], r["batch"], r["checkout"], r["precision"])
+                    == (model, batch, name, precision)
+                )
+                for label, name, precision in runs
+            }
+            shown = "  ".join(
+                f"{label} {med[label]:8.3f} (other/this {med['other'] / med[label]:.2f}x)"
+                for label, _, _ in runs[1:]
             )
-            for k in checkouts
-        }
-        print(f"  {model:8s} this {med['this']:8.3f}  other {med['other']:8.3f}  "
-              f"other/this {med['other'] / med['this']:.2f}x")  # fmt: skip
+            print(f"  {batch:6s} {model:8s} other {med['other']:8.3f}  {shown}")
 
 
 if __name__ == "__main__":

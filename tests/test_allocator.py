@@ -52,3 +52,36 @@ def test_the_allocator_is_named_as_it_is():
     assert allocator_of_a_process({**env, "LATENTFLOW_NO_MALLOC_TUNING": "1"}) == "glibc"
     if JEMALLOC.exists():  # CI installs it (.ci/run)
         assert allocator_of_a_process({**env, "LD_PRELOAD": str(JEMALLOC)}) == "jemalloc"
+
+
+def bench_plan(**given):
+    import argparse
+
+    from .helpers import load_benchmark
+
+    bench = load_benchmark("bench_train")
+    args = dict(sizes=["cpu"], quick=False, batches="median,long", models=["af_af"],
+                device="cpu", steps=1, no_eval=True, allocators=False, threads=1, root=None,
+                precisions=["fp32", "bf16"], compile=False)  # fmt: skip
+    return bench, bench.plan(argparse.Namespace(**{**args, **given}))
+
+
+def test_the_training_benchmark_times_what_make_train_runs_on():
+    """bench_train's main rows run on make train's allocator (jemalloc where installed, else
+    tuned glibc), in every precision; the long AF/AF row also on the other two, fp32 only."""
+    bench, rows = bench_plan()
+    expected = "jemalloc" if JEMALLOC.exists() else "glibc-tuned"
+    assert bench.MAKE_TRAIN_ALLOCATOR == expected
+    main = [r for r in rows if r["allocator"] == expected]
+    assert {(r["model"], r["batch_name"], r["precision"]) for r in main} == {
+        (m, b, p) for m in ("lstm", "af_af") for b in ("median", "long") for p in ("fp32", "bf16")
+    }
+    others = [(r["allocator"], r["model"], r["batch_name"], r["precision"]) for r in rows]
+    others = sorted(o for o in others if o[0] != expected)
+    assert others == sorted(
+        (a, "af_af", "long", "fp32")
+        for a in ("glibc", "glibc-tuned", "jemalloc")
+        if a != expected and (a != "jemalloc" or JEMALLOC.exists())
+    )
+    _, rows = bench_plan(allocator="glibc")  # --allocator glibc: the main rows on glibc
+    assert {r["allocator"] for r in rows if r["model"] == "lstm"} == {"glibc"}
