@@ -12,8 +12,11 @@ its kernel by length, ``latentflow.models.recurrent.sequence_rnn``). Also batch 
 lengths.
 
 Writes benchmarks/results/sample_speed.csv and sample_speed.png, prints the table, the
-IAF/SCF-vs-LSTM crossover length and the targets. Runs with jemalloc when it is installed (it
-re-executes itself with LD_PRELOAD) and 2 threads unless told otherwise; both are printed.
+IAF/SCF-vs-LSTM crossover length and the targets; on CPU also where one T = 200 text generation
+of IAF/SCF and of the LSTM spends its time (torch.profiler: LSTM kernels, other matmuls, other
+ops, Python and dispatch), written to sample_profile.csv. Runs with jemalloc when it is
+installed (it re-executes itself with LD_PRELOAD) and 2 threads unless told otherwise; both are
+printed.
 
     python benchmarks/bench_sample.py [--quick] [--threads 2] [--allocator auto|jemalloc|glibc]
                                       [--models iaf_scf,lstm] [--device cuda]
@@ -36,6 +39,7 @@ from latentflow.models.emission import emission_sample
 from latentflow.run import build_recipe_net
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench_train import profile_step  # noqa: E402
 from csv_rows import write_rows  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -306,35 +310,42 @@ def main() -> None:
     for task in TASKS:
         for batch in (1, 64):
             print_table(rows, task, batch, models)
+    profiles = []
+    if args.device == "cpu":
+        for name in (m for m in ("iaf_scf", "lstm") if m in models):
+            T = 200 if not args.tiny else LENGTHS["tiny"]["text"][-1]
+            net = build(name, "text", args.tiny)
+            profiles.append({"model": name, "length": T, **profile_generation(net, T)})
+        write_rows(args.out_dir / "sample_profile.csv", profiles)
+    print_profiles(profiles)
     if not args.tiny and args.device == "cpu":
-        print_floor(matvec_seconds())
         print_targets(rows)
     plot(rows, png_path, models, header)
     print(f"\nwrote {csv_path} and {png_path}")
 
 
-def matvec_seconds(rows: int = 2000, cols: int = 500, calls: int = 2000) -> float:
-    """Median seconds of one [1, 500] x [500, 2000] product (an LSTM's recurrent step)."""
-    w, h = torch.randn(cols, rows), torch.randn(1, cols)
-    out = torch.empty(1, rows)
-    times = []
-    for _ in range(5):
-        start = time.perf_counter()
-        for _ in range(calls):
-            torch.mm(h, w, out=out)
-        times.append((time.perf_counter() - start) / calls)
-    return statistics.median(times)
+def profile_generation(net: torch.nn.Module, length: int) -> dict[str, float]:
+    """Where one batch-1 generation's time goes (torch.profiler, self CPU time; the categories
+    of bench_train's step profile), after a warm-up call."""
+    lengths = torch.full((1,), length, dtype=torch.long)
+    generator = torch.Generator().manual_seed(0)
+    with torch.inference_mode():
+        net.sample(lengths=lengths, generator=generator)  # warm-up
+        return profile_step(lambda: net.sample(lengths=lengths, generator=generator), "cpu")
 
 
-def print_floor(t_mv: float, T: int = 200) -> None:
-    """Serial matrix-vector work per generation at batch 1 (nothing else counted)."""
-    # IAF/SCF: prior LSTM (2 layers) + decoder BiLSTM (2 layers x 2 directions), each a chain
-    # of T recurrent [500] x [500, 2000] products; input projections are batched over time.
-    # LSTM baseline: per step both layers' input and recurrent products (564 + 500 + 500 + 500
-    # inputs -> 2000 gates) and the output layers (500 -> 500 -> V): about 4.3 such products.
-    print(f"\nserial floor: one [1,500]x[500,2000] product = {t_mv * 1e6:.1f} us")
-    print(f"  IAF/SCF at T={T}: 6 x T products >= {6 * T * t_mv:.3f} s")
-    print(f"  LSTM    at T={T}: ~4.3 x T products >= {4.3 * T * t_mv:.3f} s")
+def print_profiles(profiles: list[dict]) -> None:
+    if not profiles:
+        return
+    print("\nwhere a batch-1 text generation's time goes (torch.profiler, one call, seconds)")
+    print(f"  {'model':12s} {'T':>4s} {'wall':>7s} {'LSTM':>7s} {'matmul':>7s} {'other':>7s} "
+          f"{'python':>7s}")  # fmt: skip
+    for r in profiles:
+        print(
+            f"  {LABELS[r['model']]:12s} {r['length']:4d} {r['profiled_wall']:7.4f} "
+            f"{r['lstm']:7.4f} {r['matmul']:7.4f} {r['elementwise'] + r['allocation']:7.4f} "
+            f"{r['python_and_dispatch']:7.4f}"
+        )
 
 
 def print_targets(rows: list[dict]) -> None:
