@@ -124,7 +124,8 @@ def test_auto_precision_picks_bf16_only_where_the_hardware_runs_the_lstms(monkey
     monkeypatch.setattr(runtime, "cpu_has_bf16_lstm", lambda: True)
     assert runtime.resolve_precision("auto", on_cpu=True) == "bf16-mixed"
     assert "trainer.precision=auto -> bf16-mixed" in caplog.text
-    monkeypatch.setattr(runtime, "cpu_has_bf16_lstm", lambda: False)  # Zen 3, Zen 4
+    # Zen 3 (no bf16 hardware); an AMD EPYC of 2026-12-02 (AVX512-BF16, no bf16 LSTM)
+    monkeypatch.setattr(runtime, "cpu_has_bf16_lstm", lambda: False)
     assert runtime.resolve_precision("auto", on_cpu=True) == "32-true"
     assert "trainer.precision=auto -> 32-true" in caplog.text
 

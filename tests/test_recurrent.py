@@ -74,9 +74,10 @@ def test_rejects_a_unidirectional_lstm():
 
 
 def test_lstm_call_falls_back_to_fp32_where_onednn_has_no_bf16_lstm(monkeypatch):
-    """AMD Zen 4 (AVX512-BF16, no AMX): oneDNN refuses a bf16 LSTM primitive. Under bf16
-    autocast the call then runs in fp32 (and every later one, without trying again); any
-    other error, or the same error outside autocast, is raised as it is."""
+    """Some AVX512-BF16 CPUs without AMX (an AMD EPYC, 2026-12-02): oneDNN refuses a bf16
+    LSTM primitive. Under bf16 autocast the call then runs in fp32 (and every later one,
+    without trying again); any other error, or the same error outside autocast, is raised as
+    it is."""
     from latentflow.models import recurrent
 
     monkeypatch.setattr(recurrent, "_BF16_LSTM_UNSUPPORTED", False)

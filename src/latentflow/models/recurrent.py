@@ -43,7 +43,8 @@ def _to_float(value: Any) -> Any:
 
 def lstm_call(fn: Callable[..., R], *args: Any) -> R:
     """``fn(*args)``, a whole-sequence LSTM call, that survives CPUs whose oneDNN has no bf16
-    LSTM (AVX512-BF16 without AMX, e.g. AMD Zen 4: "could not create a primitive descriptor").
+    LSTM (seen on an AMD EPYC with AVX512-BF16 and no AMX: "could not create a primitive
+    descriptor"; another AMD EPYC, Zen 4, runs it: ``runtime.cpu_has_bf16_lstm`` probes).
     Under CPU bf16 autocast there the LSTM runs in fp32 (the other matmuls stay bf16), said
     once per process; everywhere else this is just ``fn(*args)``."""
     global _BF16_LSTM_UNSUPPORTED
