@@ -446,6 +446,8 @@ def test_bench_tiny_run_writes_csv_and_png(tmp_path, monkeypatch, capsys):
     assert rows[0].startswith("task,model,batch_size,length")
     assert len(rows) == 1 + 2 * 3 * (2 + 1)  # tasks x models x (lengths + one batch-64 point)
     assert (tmp_path / "sample_speed.png").read_bytes()[:4] == b"\x89PNG"
+    profile = (tmp_path / "sample_profile.csv").read_text().splitlines()  # IAF/SCF, LSTM
+    assert profile[0].startswith("model,length,lstm,matmul") and len(profile) == 3
     printed = capsys.readouterr().out
     assert "1 threads" in printed and "glibc" in printed and "LSTM-ref/IAF" in printed
 
