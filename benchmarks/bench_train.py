@@ -45,7 +45,9 @@ RESULTS = Path(__file__).resolve().parent / "results"
 JEMALLOC = runtime.JEMALLOC
 # what `make train` runs on: jemalloc where it is installed, else glibc with our tuning
 MAKE_TRAIN_ALLOCATOR = "jemalloc" if Path(JEMALLOC).exists() else "glibc-tuned"
-ALLOCATORS = ("glibc", "glibc-tuned", "jemalloc")
+# a row's allocator -> what runtime.allocator() says in a process running on it
+RUNTIME_NAME = {"glibc": "glibc", "glibc-tuned": "glibc (tuned)", "jemalloc": "jemalloc"}
+ALLOCATORS = tuple(RUNTIME_NAME)
 MODELS = ("lstm", "af_af", "af_scf", "iaf_scf")
 # Beyond the paper (issue 17): a recipe prior with other parts; FLOPs from FlopCounterMode.
 VARIANTS = {
@@ -329,12 +331,19 @@ def matmul_rate(
     return 2 * n**3 / statistics.median(times) / 1e9
 
 
-def spawn(spec: dict) -> dict:
-    env = {**os.environ, "OMP_NUM_THREADS": str(spec["threads"])}
+def row_environment(threads: int, allocator: str) -> dict[str, str]:
+    """The environment of a row's process: its thread count, jemalloc preloaded for a jemalloc
+    row and for no other (bench_versions runs other checkouts' rows with it too)."""
+    env = {**os.environ, "OMP_NUM_THREADS": str(threads)}
     env.pop("LD_PRELOAD", None)
-    if spec["allocator"] == "jemalloc":
+    if allocator == "jemalloc":
         env["LD_PRELOAD"] = JEMALLOC
         env["MALLOC_CONF"] = runtime.JEMALLOC_CONF
+    return env
+
+
+def spawn(spec: dict) -> dict:
+    env = row_environment(spec["threads"], spec["allocator"])
     proc = subprocess.run(
         [sys.executable, __file__, "--row", json.dumps(spec)],
         capture_output=True,
@@ -428,8 +437,10 @@ def main_allocator(args) -> str:
     """The allocator of every row but the allocator comparison's: ``--allocator``, by default
     what ``make train`` uses (jemalloc where it is installed)."""
     chosen = getattr(args, "allocator", None) or "auto"
-    if chosen == "auto" or args.device != "cpu":
-        return MAKE_TRAIN_ALLOCATOR if args.device == "cpu" else "glibc-tuned"
+    if args.device != "cpu":
+        return "glibc-tuned"
+    if chosen == "auto":
+        return MAKE_TRAIN_ALLOCATOR
     if chosen == "jemalloc" and not Path(JEMALLOC).exists():
         raise SystemExit(f"--allocator jemalloc: {JEMALLOC} is not installed")
     return chosen
@@ -490,8 +501,7 @@ def main() -> None:
     for spec in plan(args):
         out = spawn(spec)
         loaded = out.pop("allocator_loaded")
-        expected = {"jemalloc": "jemalloc", "glibc-tuned": "glibc (tuned)", "glibc": "glibc"}
-        if spec["device"] == "cpu" and loaded != expected[spec["allocator"]]:
+        if spec["device"] == "cpu" and loaded != RUNTIME_NAME[spec["allocator"]]:
             raise SystemExit(f"row {spec['model']} asked for {spec['allocator']}, ran on {loaded}")
         row = {
             k: spec[k]

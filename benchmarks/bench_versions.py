@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import statistics
 import subprocess
 import sys
@@ -28,6 +27,7 @@ from pathlib import Path
 from latentflow import runtime
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench_train import row_environment  # noqa: E402
 from csv_rows import write_rows  # noqa: E402
 
 HERE = Path(__file__).resolve().parents[1]
@@ -41,10 +41,7 @@ PLAN = (
 
 
 def environment(checkout: Path, threads: int, allocator: str = "glibc-tuned") -> dict[str, str]:
-    env = {**os.environ, "OMP_NUM_THREADS": str(threads)}  # as bench_train's own rows
-    env.pop("LD_PRELOAD", None)
-    if allocator == "jemalloc":  # as bench_train.spawn preloads it
-        env.update(LD_PRELOAD=runtime.JEMALLOC, MALLOC_CONF=runtime.JEMALLOC_CONF)
+    env = row_environment(threads, allocator)  # as bench_train's own rows
     env["PYTHONPATH"] = str(checkout / "src")  # that checkout's latentflow, not the installed one
     return env
 
