@@ -19,6 +19,7 @@ ARGS ?=
 CONF := src/latentflow/conf
 
 .PHONY: install test test-fast lint format train bench bench-quick bench-sample bench-data \
+	bench-ceiling \
 	reproduce-cpu wheel-check clean
 
 install: $(VENV)/.installed
@@ -61,6 +62,9 @@ bench-quick: install
 
 bench-sample: install
 	$(PY) benchmarks/bench_sample.py $(ARGS)
+
+bench-ceiling: install
+	$(PY) benchmarks/bench_ceiling.py $(ARGS)
 
 bench-data: install
 	$(PY) benchmarks/bench_data.py

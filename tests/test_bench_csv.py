@@ -1,8 +1,10 @@
 """benchmarks/csv_rows.py: the rows every benchmark writes, all or nothing."""
 
 import csv
+import sys
 
 import pytest
+import torch
 
 from .helpers import load_benchmark
 
@@ -31,3 +33,45 @@ def test_a_crash_while_writing_leaves_the_previous_file(tmp_path):
         write_rows(path, [{"a": 2}, {"b": 3}])
     assert path.read_text() == before
     assert sorted(p.name for p in tmp_path.iterdir()) == ["rows.csv"]
+
+
+def test_the_ceiling_benchmark_counts_an_lstm_as_flop_counter_mode_does():
+    from torch import nn
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from latentflow.models.recurrent import native_rnn
+
+    bench = load_benchmark("bench_ceiling")
+    # one step of a 1-wide LSTM: forward 16; backward 8 each for the input's gradient, W_ih's
+    # and W_hh's, none into the zero initial state
+    assert bench.lstm_flops(1, 1, 1, 1, 1) == 16 + 3 * 8
+    rows, steps, inputs, hidden, layers = 3, 4, 5, 6, 2
+    lstm = nn.LSTM(inputs, hidden, layers, batch_first=True)
+    x = torch.randn(rows, steps, inputs, requires_grad=True)
+    counter = FlopCounterMode(display=False)
+    with native_rnn(), counter:  # the LSTM decomposed into its matmuls
+        lstm(x)[0].sum().backward()
+    assert bench.lstm_flops(rows, steps, inputs, hidden, layers) == counter.get_total_flops()
+
+
+def test_the_ceiling_benchmark_writes_its_rows_and_refuses_bad_input(
+    tmp_path, monkeypatch, capsys
+):
+    bench = load_benchmark("bench_ceiling")
+    out = tmp_path / "ceiling.csv"
+    argv = ["bench_ceiling.py", "--tiny", "--threads", "1", "--precisions", "fp32",
+            "--repeats", "1", "--out", str(out)]  # fmt: skip
+    monkeypatch.setattr(sys, "argv", argv)
+    try:
+        bench.main()
+    finally:
+        torch.set_num_threads(1)
+    with open(out) as f:
+        rows = list(csv.DictReader(f))
+    assert [r["kernel"].split()[0] for r in rows] == ["mm", "mm", "lstm"]
+    assert all(float(r["gflops"]) > 0 and r["threads"] == "1" for r in rows)
+    assert "LSTM/best" in capsys.readouterr().out
+    monkeypatch.setattr(sys, "argv", ["bench_ceiling.py", "--precisions", "fp16"])
+    with pytest.raises(SystemExit) as stop:
+        bench.main()
+    assert stop.value.code == 2 and "--precisions fp32,bf16" in capsys.readouterr().err
