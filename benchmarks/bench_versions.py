@@ -62,8 +62,12 @@ def rows_of(
         raise SystemExit(
             f"{checkout}: its bench_train.py has no usable plan(): {out.stderr[-500:]}"
         )
-    rows = json.loads(out.stdout.strip().splitlines()[-1])
-    return {(r["model"], r["batch_name"], r.get("precision", "fp32")): r for r in rows}
+    plan: dict[tuple, dict] = {}
+    for r in json.loads(out.stdout.strip().splitlines()[-1]):
+        if r.get("mode", "train") == "train":  # the first is the main row: the allocator rows
+            # of the long AF/AF batch (the same key, other allocators) come after it
+            plan.setdefault((r["model"], r["batch_name"], r.get("precision", "fp32")), r)
+    return plan
 
 
 def time_row(checkout: Path, row: dict, threads: int) -> float:

@@ -85,3 +85,15 @@ def test_the_training_benchmark_times_what_make_train_runs_on():
     )
     _, rows = bench_plan(allocator="glibc")  # --allocator glibc: the main rows on glibc
     assert {r["allocator"] for r in rows if r["model"] == "lstm"} == {"glibc"}
+
+
+def test_the_versions_benchmark_times_each_checkouts_main_row_of_the_long_batch():
+    """bench_versions times a checkout's own main row: the long AF/AF row, not one of the
+    allocator rows that share its model, batch and precision (they come after it)."""
+    from .helpers import load_benchmark
+
+    versions = load_benchmark("bench_versions")
+    plan = versions.rows_of(versions.HERE, 1, 1, "long", ["fp32"])
+    expected = "jemalloc" if JEMALLOC.exists() else "glibc-tuned"
+    assert plan[("af_af", "long", "fp32")]["allocator"] == expected
+    assert {r["allocator"] for r in plan.values()} == {expected}
