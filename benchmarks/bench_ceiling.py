@@ -24,6 +24,8 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from latentflow import runtime
+
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from csv_rows import write_rows  # noqa: E402
 
@@ -97,11 +99,18 @@ def main() -> None:
         threads = [int(t) for t in args.threads.split(",") if t]
     except ValueError:
         threads = []
-    if not threads or min(threads) < 1 or set(precisions) - set(DTYPES) or args.repeats < 1:
+    bad_precisions = not precisions or set(precisions) - set(DTYPES)
+    if not threads or min(threads) < 1 or bad_precisions or args.repeats < 1:
         parser.error(
             "--threads takes positive integers, --precisions fp32,bf16, --repeats >= 1 "
             f"(got {args.threads!r}, {args.precisions!r}, {args.repeats})"
         )
+    if "bf16" in precisions and not runtime.cpu_has_fast_bf16():
+        # emulated bf16 runs at a fraction of a GFLOP/s: the square shapes would take hours
+        print("bf16 skipped: this CPU has no bf16 matmul hardware (AVX512-BF16 or AMX)")
+        precisions.remove("bf16")
+        if not precisions:
+            raise SystemExit("bench_ceiling: nothing to measure (bf16 only, and no bf16 here)")
     shapes = TINY_SHAPES if args.tiny else SHAPES
     lstm_size = (4, 3, 5, 8, 2) if args.tiny else (160, 112, 114, 500, 2)
     print(

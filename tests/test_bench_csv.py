@@ -75,3 +75,26 @@ def test_the_ceiling_benchmark_writes_its_rows_and_refuses_bad_input(
     with pytest.raises(SystemExit) as stop:
         bench.main()
     assert stop.value.code == 2 and "--precisions fp32,bf16" in capsys.readouterr().err
+
+
+def test_the_ceiling_benchmark_skips_bf16_where_it_would_be_emulated(
+    tmp_path, monkeypatch, capsys
+):
+    from latentflow import runtime
+
+    bench = load_benchmark("bench_ceiling")
+    monkeypatch.setattr(runtime, "cpu_has_fast_bf16", lambda: False)
+    out = tmp_path / "ceiling.csv"
+    argv = ["bench_ceiling.py", "--tiny", "--threads", "1", "--precisions", "fp32,bf16",
+            "--repeats", "1", "--out", str(out)]  # fmt: skip
+    monkeypatch.setattr(sys, "argv", argv)
+    try:
+        bench.main()
+    finally:
+        torch.set_num_threads(1)
+    with open(out) as f:
+        assert {r["precision"] for r in csv.DictReader(f)} == {"fp32"}
+    assert "bf16 skipped" in capsys.readouterr().out
+    monkeypatch.setattr(sys, "argv", ["bench_ceiling.py", "--precisions", "bf16"])
+    with pytest.raises(SystemExit, match="nothing to measure"):
+        bench.main()
