@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import importlib.util
 import json
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +28,16 @@ def load_benchmark(name: str):
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
+
+
+def run_benchmark(module, args: list[str], monkeypatch) -> None:
+    """Run a loaded benchmark's ``main()`` with command-line ``args``; the benchmark sets the
+    thread count, so the tests' single thread (conftest) is put back after it."""
+    monkeypatch.setattr(sys, "argv", [f"{module.__name__}.py", *args])
+    try:
+        module.main()
+    finally:
+        torch.set_num_threads(1)
 
 
 TINY = ["debug=tiny", "runtime.threads=1", "trainer.enable_progress_bar=false"]

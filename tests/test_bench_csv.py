@@ -1,12 +1,17 @@
 """benchmarks/csv_rows.py: the rows every benchmark writes, all or nothing."""
 
 import csv
-import sys
 
 import pytest
 import torch
 
-from .helpers import load_benchmark
+from .helpers import load_benchmark, run_benchmark
+
+
+def tiny_ceiling(precisions: str, out) -> list[str]:
+    """bench_ceiling's arguments for a smoke run: tiny shapes, 1 thread, 1 repeat."""
+    return ["--tiny", "--threads", "1", "--precisions", precisions, "--repeats", "1",
+            "--out", str(out)]  # fmt: skip
 
 
 def load_csv_rows():
@@ -59,21 +64,14 @@ def test_the_ceiling_benchmark_writes_its_rows_and_refuses_bad_input(
 ):
     bench = load_benchmark("bench_ceiling")
     out = tmp_path / "ceiling.csv"
-    argv = ["bench_ceiling.py", "--tiny", "--threads", "1", "--precisions", "fp32",
-            "--repeats", "1", "--out", str(out)]  # fmt: skip
-    monkeypatch.setattr(sys, "argv", argv)
-    try:
-        bench.main()
-    finally:
-        torch.set_num_threads(1)
+    run_benchmark(bench, tiny_ceiling("fp32", out), monkeypatch)
     with open(out) as f:
         rows = list(csv.DictReader(f))
     assert [r["kernel"].split()[0] for r in rows] == ["mm", "mm", "lstm"]
     assert all(float(r["gflops"]) > 0 and r["threads"] == "1" for r in rows)
     assert "LSTM/best" in capsys.readouterr().out
-    monkeypatch.setattr(sys, "argv", ["bench_ceiling.py", "--precisions", "fp16"])
     with pytest.raises(SystemExit) as stop:
-        bench.main()
+        run_benchmark(bench, ["--precisions", "fp16"], monkeypatch)
     assert stop.value.code == 2 and "--precisions fp32,bf16" in capsys.readouterr().err
 
 
@@ -85,16 +83,9 @@ def test_the_ceiling_benchmark_skips_bf16_where_it_would_be_emulated(
     bench = load_benchmark("bench_ceiling")
     monkeypatch.setattr(runtime, "cpu_has_fast_bf16", lambda: False)
     out = tmp_path / "ceiling.csv"
-    argv = ["bench_ceiling.py", "--tiny", "--threads", "1", "--precisions", "fp32,bf16",
-            "--repeats", "1", "--out", str(out)]  # fmt: skip
-    monkeypatch.setattr(sys, "argv", argv)
-    try:
-        bench.main()
-    finally:
-        torch.set_num_threads(1)
+    run_benchmark(bench, tiny_ceiling("fp32,bf16", out), monkeypatch)
     with open(out) as f:
         assert {r["precision"] for r in csv.DictReader(f)} == {"fp32"}
     assert "bf16 skipped" in capsys.readouterr().out
-    monkeypatch.setattr(sys, "argv", ["bench_ceiling.py", "--precisions", "bf16"])
     with pytest.raises(SystemExit, match="nothing to measure"):
-        bench.main()
+        run_benchmark(bench, ["--precisions", "bf16"], monkeypatch)

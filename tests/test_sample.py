@@ -5,7 +5,6 @@ benchmark's plumbing."""
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 
 import mido
@@ -24,7 +23,15 @@ from latentflow.models.position import sequence_mask
 from latentflow.models.recurrent import lstm_step
 from latentflow.run import sample
 
-from .helpers import TINY, VARIANTS, compose_config, load_benchmark, make_net, recipe_components
+from .helpers import (
+    TINY,
+    VARIANTS,
+    compose_config,
+    load_benchmark,
+    make_net,
+    recipe_components,
+    run_benchmark,
+)
 from .helpers import make_prior as build_recipe_prior
 
 H, MAXLEN = 3, 12
@@ -435,13 +442,9 @@ def test_bench_crossover():
 
 def test_bench_tiny_run_writes_csv_and_png(tmp_path, monkeypatch, capsys):
     bench = load_bench()
-    argv = ["bench_sample.py", "--tiny", "--threads", "1", "--allocator", "glibc",
+    args = ["--tiny", "--threads", "1", "--allocator", "glibc",
             "--models", "iaf_scf,lstm,lstm_nnlstm", "--out-dir", str(tmp_path)]  # fmt: skip
-    monkeypatch.setattr(sys, "argv", argv)
-    try:
-        bench.main()
-    finally:
-        torch.set_num_threads(1)
+    run_benchmark(bench, args, monkeypatch)
     rows = (tmp_path / "sample_speed.csv").read_text().splitlines()
     assert rows[0].startswith("task,model,batch_size,length")
     assert len(rows) == 1 + 2 * 3 * (2 + 1)  # tasks x models x (lengths + one batch-64 point)
