@@ -73,6 +73,19 @@ def allocator() -> str:
     return "glibc (tuned)" if _TUNED else "glibc"
 
 
+def process_start_time() -> float | None:
+    """This process's start as a Unix time (Linux ``/proc``), or None where it is not known."""
+    try:
+        stat = open("/proc/self/stat").read()
+        boot = next(
+            float(line.split()[1]) for line in open("/proc/stat") if line.startswith("btime ")
+        )
+        ticks = int(stat.rsplit(")", 1)[1].split()[19])  # field 22, starttime
+        return boot + ticks / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, IndexError, StopIteration):
+        return None
+
+
 def apply_runtime(threads: int | None = None, malloc: bool = True) -> None:
     """Set the intra-op thread count (when given), tune the allocator (when asked) and silence
     one known, harmless warning (Lightning 2.6 on torch 2.13: LeafSpec deprecation)."""
