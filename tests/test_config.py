@@ -141,7 +141,10 @@ def startup_checks(cfg) -> None:
         (["prior.latent_dim=1"], "prior.flow .*must be >= 2"),
         (["prior.conditioner.dropout=1.5"], "prior.conditioner .*dropout"),
         (["~prior.conditioner"], "prior .*conditioner"),
-        (["prior._target_=latentflow.flows.NLSq"], "prior: .*NLSq.* takes no argument"),
+        (
+            ["prior._target_=latentflow.flows.NLSq"],
+            "prior: .*NLSq.* not meet the SequencePrior",
+        ),
         (["prior.flow._target_=latentflow.models.LSTMConditioner"], "prior.flow"),
         (["model=lstm", "prior=af_af"], "prior: LSTMLanguageModel takes no prior"),
         (["~prior"], "prior: LatentFlowModel needs a prior"),

@@ -24,6 +24,7 @@ from latentflow.data.datamodules import PolyphonicDataModule, PTBCharDataModule
 from latentflow.data.download import DataError
 from latentflow.data.lengths import LengthDistribution
 from latentflow.data.vocab import CharVocab
+from latentflow.lightning.checkpoint_io import load_checkpoint_file
 
 # ---------------------------------------------------------------------------------------------
 # Generated data
@@ -431,7 +432,7 @@ def test_lightning_trainer_sets_epochs_and_saves_order(ptb_root, tmp_path) -> No
     assert model.seen == expected and expected[0] != expected[1]
     assert sorted(model.val_seen) == sorted(2 * list(range(len(dm.val_dataset))))
     trainer.save_checkpoint(tmp_path / "last.ckpt")
-    checkpoint = torch.load(tmp_path / "last.ckpt", weights_only=False)
+    checkpoint = load_checkpoint_file(tmp_path / "last.ckpt")
     assert checkpoint["PTBCharDataModule"] == {"train_sampler": {"epoch": 1, "seed": 2}}
     assert checkpoint["datamodule_hyper_parameters"]["max_length"] == 288
 

@@ -14,6 +14,7 @@ import pytest
 import torch
 
 from latentflow.flows import AutoregressiveLayer
+from latentflow.lightning.checkpoint_io import load_checkpoint_file
 from latentflow.run import check_components
 
 from .helpers import compose_config
@@ -81,15 +82,17 @@ def test_user_parts_train_evaluate_and_sample_in_fresh_processes(real_data_root,
     assert metrics["prior"]["flow"]["_target_"] == "tests.user_components.AlternatingFlow"
     assert metrics["prior"]["flow"]["transform"]["_target_"] == "tests.user_components.SinhArcsinh"
     ckpt = run / "checkpoints" / "last.ckpt"
-    stored = torch.load(ckpt, map_location="cpu", weights_only=False)
+    stored = load_checkpoint_file(ckpt)
     assert "prior.flow.layers.1.net.0.weight" in {
         k.removeprefix("net.") for k in stored["state_dict"]
     }, "the checkpoint holds the user's flow (a coupling layer at index 1)"
 
-    # A fresh process, no --config-dir, no YAML: the checkpoint rebuilds the user's parts.
+    # A fresh process, no --config-dir, no YAML: the checkpoint rebuilds the user's parts once
+    # the user says they trust their module (a checkpoint's targets are code that runs).
     evaluate = cli(
         "evaluate",
         f"ckpt_path={ckpt}",
+        "trust_components=[tests]",  # the user's own module, named by its checkpoint
         "splits=[test]",
         "eval.num_samples=4",
         f"hydra.run.dir={tmp_path / 'eval'}",
@@ -102,6 +105,7 @@ def test_user_parts_train_evaluate_and_sample_in_fresh_processes(real_data_root,
     sample = cli(
         "sample",
         f"ckpt_path={ckpt}",
+        "trust_components=[tests]",
         "num_samples=2",
         "length=8",
         f"hydra.run.dir={tmp_path / 'sample'}",

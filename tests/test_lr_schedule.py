@@ -7,6 +7,7 @@ import pytest
 import torch
 
 from latentflow.components import ComponentError, instantiate
+from latentflow.lightning.checkpoint_io import load_checkpoint_file
 from latentflow.lightning.lr_schedule import PlateauLRDecay
 from latentflow.run import train
 
@@ -62,7 +63,7 @@ def test_the_group_drives_a_real_run_and_its_checkpoint(tmp_path, real_data_root
         "test=false",
     ]
     train(compose_config("train", overrides, tmp_path))
-    ckpt = torch.load(tmp_path / "checkpoints" / "last.ckpt", weights_only=False)
+    ckpt = load_checkpoint_file(tmp_path / "checkpoints" / "last.ckpt")
     assert ckpt["lr_schedule"]["decays"] in (2, 3)  # last.ckpt: before or after the last one
     lr = ckpt["optimizer_states"][0]["param_groups"][0]["lr"]
     assert lr == pytest.approx(1e-3 * 0.5 ** ckpt["lr_schedule"]["decays"])

@@ -19,6 +19,7 @@ from latentflow.data import midi_folder, music
 from latentflow.data.download import DataError
 from latentflow.data.midi_folder import MidiFolderDataModule, convert_folder
 from latentflow.data.text_file import TextFileDataModule
+from latentflow.lightning.checkpoint_io import load_checkpoint_file
 from latentflow.run import evaluate, sample, train
 
 from .helpers import TINY, compose_config
@@ -328,8 +329,8 @@ def test_a_midi_folder_trains_resumes_exactly_evaluates_and_samples(tmp_path):
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
     _, resumed = train(compose_config("train", [*common, "ckpt_path=auto"], run))
     assert resumed["val"] == reference["val"]
-    ref = torch.load(tmp_path / "ref" / "checkpoints" / "last.ckpt", weights_only=False)
-    last = torch.load(run / "checkpoints" / "last.ckpt", weights_only=False)
+    ref = load_checkpoint_file(tmp_path / "ref" / "checkpoints" / "last.ckpt")
+    last = load_checkpoint_file(run / "checkpoints" / "last.ckpt")
     assert not same_tensors(last["state_dict"], ref["state_dict"])
     ckpt = run / "checkpoints" / "last.ckpt"
     evaluate(compose_config("eval", [f"ckpt_path={ckpt}", "splits=[val]"], tmp_path / "e"))

@@ -9,8 +9,8 @@ import subprocess
 from pathlib import Path
 
 import pytest
-import torch
 
+from latentflow.lightning.checkpoint_io import load_checkpoint_file
 from latentflow.run import train
 
 from .helpers import compose_config
@@ -42,7 +42,7 @@ STEPS = 9
 
 
 def load(path: Path) -> dict:
-    return torch.load(path, map_location="cpu", weights_only=False)
+    return load_checkpoint_file(path)
 
 
 @pytest.fixture(scope="module")

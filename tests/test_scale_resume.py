@@ -17,7 +17,12 @@ import torch
 from pytorch_lightning.utilities.exceptions import SIGTERMException
 
 from latentflow.lightning.callbacks import POSITION_KEY, PreemptionCheckpoint
-from latentflow.lightning.checkpoint_io import TMP_PREFIX, AtomicCheckpointIO, atomic_torch_save
+from latentflow.lightning.checkpoint_io import (
+    TMP_PREFIX,
+    AtomicCheckpointIO,
+    atomic_torch_save,
+    load_checkpoint_file,
+)
 from latentflow.lightning.distributed import ddp_strategy
 from latentflow.run import build_plugins, train
 
@@ -35,7 +40,7 @@ from .scale_helpers import (
 
 
 def load(path: Path) -> dict:
-    return torch.load(path, map_location="cpu", weights_only=False)
+    return load_checkpoint_file(path)
 
 
 def record(trace: Path) -> list[str]:

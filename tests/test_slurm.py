@@ -17,8 +17,8 @@ import time
 from pathlib import Path
 
 import pytest
-import torch
 
+from latentflow.lightning.checkpoint_io import load_checkpoint_file
 from latentflow.run import train
 
 from .helpers import compose_config
@@ -139,7 +139,7 @@ def reference(real_data_root, tmp_path_factory):
     """RUN uninterrupted, in this process."""
     root = tmp_path_factory.mktemp("reference")
     _, payload = train(compose_config("train", [*RUN, f"data.root={real_data_root}"], root))
-    return payload, torch.load(root / "checkpoints" / "last.ckpt", weights_only=False)
+    return payload, load_checkpoint_file(root / "checkpoints" / "last.ckpt")
 
 
 def assert_same_end(run: Path, reference) -> None:
@@ -147,7 +147,7 @@ def assert_same_end(run: Path, reference) -> None:
     metrics = json.loads((run / "metrics.json").read_text())
     assert metrics["val"] == payload["val"]
     assert metrics["global_step"] == payload["global_step"] == 24
-    last = torch.load(run / "checkpoints" / "last.ckpt", weights_only=False)
+    last = load_checkpoint_file(run / "checkpoints" / "last.ckpt")
     assert not same_tensors(last["state_dict"], ref["state_dict"])
     for key, state in last["optimizer_states"][0]["state"].items():
         assert not same_tensors(state, ref["optimizer_states"][0]["state"][key])
@@ -231,7 +231,7 @@ def test_scancel_leaves_a_resumable_last_ckpt(slurm, reference, real_data_root, 
         proc.kill()
         proc.wait()
     run = tmp_path / "sweep" / "0"
-    last = torch.load(run / "checkpoints" / "last.ckpt", weights_only=False)
+    last = load_checkpoint_file(run / "checkpoints" / "last.ckpt")
     assert last["global_step"] == 9
     cfg = compose_config("train", [*RUN, "ckpt_path=auto", f"data.root={real_data_root}"], run)
     train(cfg)

@@ -46,3 +46,21 @@ def test_the_core_imports_neither_lightning_nor_hydra():
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == ""
+
+
+def test_every_checkpoint_read_goes_through_the_safe_loader():
+    """Unpickling runs code unless ``weights_only=True``: the package, benchmarks, scripts and
+    notebooks never ask for the unsafe load, and only ``checkpoint_io`` calls ``torch.load``."""
+    root = SRC.parents[1]
+    files = [
+        *SRC.rglob("*.py"),
+        *(root / "benchmarks").rglob("*.py"),
+        *(root / "scripts").glob("*"),
+    ]
+    files += [*(root / "notebooks").glob("*.ipynb")]
+    unsafe = [str(f) for f in files if f.is_file() and "weights_only=False" in f.read_text()]
+    assert not unsafe
+    loaders = [
+        str(f.relative_to(SRC)) for f in SRC.rglob("*.py") if "torch.load(" in f.read_text()
+    ]
+    assert loaders == ["lightning/checkpoint_io.py"]

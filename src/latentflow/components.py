@@ -30,6 +30,9 @@ from typing import Any
 from latentflow.protocols import ROLES, missing_members
 
 RESERVED = ("_target_", "_partial_")
+# What a checkpoint may name without the user's word: latentflow's own parts and torch's optimizers
+# and LR schedulers (the defaults). Anything else needs trust (``check_trusted``).
+TRUSTED_BY_DEFAULT = ("latentflow", "torch.optim")
 WIRED = frozenset(ROLES) - {"data"}  # keys whose nodes the framework calls with wiring
 
 
@@ -105,6 +108,26 @@ def check_arguments(target: Any, arguments: Mapping[str, Any], key: str, complet
         )
 
 
+def check_role_class(target: Any, key: str) -> None:
+    """A part with a protocol (``protocols.ROLES``) must be a class with the protocol's methods:
+    checked before it is called, so a target like ``os.system`` is refused unrun."""
+    protocol = ROLES.get(key)
+    if protocol is None:
+        return
+    if not inspect.isclass(target):
+        raise ComponentError(
+            f"{key}._target_: {_describe(target)} is not a class; {key} must name a class "
+            f"meeting the {protocol.__name__} protocol (latentflow.protocols)"
+        )
+    methods = [n for n, v in vars(protocol).items() if callable(v) and not n.startswith("_")]
+    missing = sorted(n for n in methods if not callable(getattr(target, n, None)))
+    if missing:
+        raise ComponentError(
+            f"{key}: {_describe(target)} does not meet the {protocol.__name__} protocol "
+            f"(latentflow.protocols): missing {', '.join(missing)}"
+        )
+
+
 class Factory:
     """A node's target with its arguments bound; calling it (with the wiring arguments) builds
     the part. Errors raised while building name the node's key; the result is checked against
@@ -141,6 +164,47 @@ class Factory:
         return f"Factory({_describe(self.target)}, {self.arguments}, key={self.key!r})"
 
 
+def _under(name: str, prefixes: tuple[str, ...]) -> bool:
+    return any(name == p or name.startswith(p + ".") for p in prefixes)
+
+
+def _targets(node: Any, key: str) -> list[tuple[str, Any]]:
+    """(config key, ``_target_`` value) of every node inside ``node``, depth first."""
+    if isinstance(node, list | tuple):
+        return [t for i, v in enumerate(node) for t in _targets(v, f"{key}[{i}]")]
+    if not isinstance(node, Mapping):
+        return []
+    found = [(key, node["_target_"])] if is_node(node) else []
+    for k, v in node.items():
+        if k not in RESERVED:
+            found += _targets(v, f"{key}.{k}" if key else str(k))
+    return found
+
+
+def check_trusted(node: Any, key: str, trusted: tuple[str, ...] | list[str] = ()) -> None:
+    """Refuse, before importing or calling anything, a ``_target_`` in ``node`` that is not
+    under ``TRUSTED_BY_DEFAULT`` or a module prefix the user trusts (``trusted``, e.g.
+    ``["my_pkg"]``). For nodes read from a file someone else wrote (a checkpoint): a target is
+    code that runs. A trusted prefix is checked twice: by name, so nothing untrusted is
+    imported, and by the module that defines the object it names, so a dotted path through an
+    imported module (``latentflow.run.os.system``) does not pass."""
+    prefixes = (*TRUSTED_BY_DEFAULT, *[str(t) for t in trusted])
+    for where, target in _targets(node, key):
+        defined_in = ""
+        if isinstance(target, str) and _under(target, prefixes):
+            obj = locate(target, where)
+            defined_in = getattr(obj, "__module__", None) or ""
+            if _under(defined_in, prefixes):
+                continue
+        shown = f"{target!r}" + (f" (defined in {defined_in})" if defined_in else "")
+        top = str(target).split(".")[0] if isinstance(target, str) else "..."
+        raise ComponentError(
+            f"{where}._target_: {shown} is not latentflow's own code, and a checkpoint's targets "
+            f"are called when it is opened: refused, nothing imported or called. If you trust "
+            f"whoever wrote this checkpoint, say so: trust_components=[{top}]"
+        )
+
+
 def instantiate(node: Any, key: str, partial: bool | None = None) -> Any:
     """Resolve a config value: nodes become objects (or ``Factory``s when ``_partial_`` is true,
     or ``partial=True`` forces it), lists and mappings are resolved item by item, anything else
@@ -157,6 +221,7 @@ def instantiate(node: Any, key: str, partial: bool | None = None) -> Any:
     target = locate(node["_target_"], key)
     if not callable(target):
         raise ComponentError(f"{key}._target_: {node['_target_']} is not callable")
+    check_role_class(target, key)
     arguments = {k: instantiate(v, f"{key}.{k}") for k, v in node.items() if k not in RESERVED}
     if partial is None:  # the parts the framework completes are factories, _partial_ or not
         partial = key in WIRED or bool(node.get("_partial_", False))

@@ -55,7 +55,7 @@ def _prior(args: argparse.Namespace, out: Path) -> Path:
     from latentflow import plotting
     from latentflow.run import load_module
 
-    module = load_module(find_checkpoint(args.run))
+    module = load_module(find_checkpoint(args.run), trust_components=args.trust_components)
     plotting.plot_prior_densities(
         module,
         text=args.text,
@@ -87,7 +87,7 @@ def cmd_run(args: argparse.Namespace) -> list[Path]:
         written.append(out_dir / "curves.png")
     except FileNotFoundError as err:
         print(f"latentflow-plot: skipping training curves ({err})", file=sys.stderr)
-    module = load_module(find_checkpoint(run))
+    module = load_module(find_checkpoint(run), trust_components=args.trust_components)
     net = module.net
     latent = getattr(getattr(net, "prior", None), "latent_dim", None)
     if latent == 2 and getattr(net, "text", False):
@@ -126,6 +126,13 @@ def build_parser() -> argparse.ArgumentParser:
         return p
 
     def prior_args(p: argparse.ArgumentParser) -> None:
+        p.add_argument(
+            "--trust-components",
+            nargs="+",
+            default=[],
+            metavar="MODULE",
+            help="module prefixes of a checkpoint's own parts you trust (e.g. my_pkg)",
+        )
         p.add_argument("--text", default=DEFAULT_TEXT, help="the string (spaces or _)")
         p.add_argument(
             "--focus", default=DEFAULT_FOCUS, help="the substring to plot ('' = whole text)"

@@ -201,7 +201,9 @@ def saved_progress(trainer: pl.Trainer, out_dir: Path) -> tuple[int, int]:
     counters at 0, so then they come from ``last.ckpt``."""
     last = out_dir / "checkpoints" / "last.ckpt"
     if trainer.global_step == 0 and trainer.world_size > 1 and last.exists():
-        ckpt = torch.load(last, map_location="cpu", weights_only=False)
+        from latentflow.rundir import read_checkpoint
+
+        ckpt = read_checkpoint(last)
         # written at the end of the fit, inside the last epoch (0-based): epochs run = epoch + 1
         return int(ckpt.get("epoch", 0)) + 1, int(ckpt.get("global_step", 0))
     return trainer.current_epoch, trainer.global_step
@@ -240,8 +242,10 @@ def evaluate_best(
 def resume_point(cfg: DictConfig, out_dir: Path) -> str | None:
     """The checkpoint a run continues from: ``ckpt_path``, ``auto`` (this run directory's
     last.ckpt, if any) or, in a requeued Slurm job, ``auto`` implicitly."""
+    from latentflow.hydra_guard import resuming
+
     ckpt_path = cfg.get("ckpt_path")
-    if ckpt_path is None and int(os.environ.get("SLURM_RESTART_COUNT") or 0) > 0:
+    if ckpt_path is None and resuming(ckpt_path):
         ckpt_path = "auto"  # a requeued Slurm job continues its own run directory
     if ckpt_path == "auto":
         last = out_dir / "checkpoints" / "last.ckpt"
@@ -304,7 +308,8 @@ def train(
     its metrics.json and changes nothing. ``extra_callbacks`` join the config's ``callbacks``
     (Python use: a notebook's own hooks).
     """
-    from latentflow.rundir import RunLock
+    from latentflow.hydra_guard import holds_lock, resuming
+    from latentflow.rundir import RunLock, check_fresh_start
 
     validate_train_config(cfg)
     check_components(cfg)
@@ -318,8 +323,12 @@ def train(
     warn_slow_bf16_on_cpu((cfg.get("trainer") or {}).get("precision"), on_cpu(cfg))
     out_dir = Path(cfg.paths.output_dir)
     # One process per run directory: ranks launched by Lightning or srun share rank 0's lock.
-    lock = RunLock(out_dir) if rank_zero_only.rank == 0 else contextlib.nullcontext()
+    # (Under latentflow-train the Hydra guard already holds it: latentflow.hydra_guard.)
+    mine = rank_zero_only.rank == 0 and not holds_lock(out_dir)
+    lock = RunLock(out_dir) if mine else contextlib.nullcontext()
     with lock:
+        if rank_zero_only.rank == 0:
+            check_fresh_start(out_dir, resuming(cfg.get("ckpt_path")), cfg.get("overwrite"))
         ckpt_path = resume_point(cfg, out_dir)
         if ckpt_path:
             _, done = check_resume(cfg, ckpt_path, out_dir)
@@ -357,9 +366,11 @@ def _fit_and_evaluate(
     n_params = sum(p.numel() for p in module.parameters())
     log.info("model: %s, %.2fM parameters", model_name(components), n_params / 1e6)
 
-    from latentflow.lightning.callbacks import ResumeDataOrder
+    from latentflow.lightning.callbacks import PhaseTimer, ResumeDataOrder
+    from latentflow.runtime import process_start_time
 
     callbacks = [*instantiate_dict(cfg.get("callbacks"), "callbacks"), ResumeDataOrder()]
+    callbacks.append(PhaseTimer(str(out_dir / "timing.csv"), process_start_time()))
     callbacks += extra_callbacks
     if cfg.trainer.get("max_time") is None and not any(isinstance(c, Timer) for c in callbacks):
         callbacks.append(Timer())  # training time, kept in checkpoints across resumes
@@ -386,7 +397,9 @@ def _fit_and_evaluate(
                 "usable, so no best checkpoint was written (lower optimizer.lr, check the data)"
             )
         splits = ["val", "test"] if cfg.get("test", True) else ["val"]
+        eval_start = time.time()
         metrics = evaluate_best(trainer, module, datamodule, best, cfg.seed, splits)
+        final_eval_time = time.time() - eval_start
     finally:
         finish_loggers(trainer)
     epochs, global_step = saved_progress(trainer, out_dir)
@@ -399,6 +412,7 @@ def _fit_and_evaluate(
         "global_step": global_step,
         "stop_reason": reason,
         "train_time_s": train_time,
+        "final_eval_time_s": final_eval_time,
         "parameters": n_params,
         "seed": cfg.seed,
         "paper": plain(cfg.paper) if cfg.get("paper") else {},
@@ -425,13 +439,24 @@ def build_trainer(cfg: DictConfig, callbacks: list[pl.Callback]) -> pl.Trainer:
 
 
 # ----------------------------------------------------------------------------- checkpoints
-def load_module(ckpt_path: str | Path, map_location: str = "cpu") -> Any:
+def load_module(
+    ckpt_path: str | Path, map_location: str = "cpu", trust_components: Any = ()
+) -> Any:
     """The LightningModule stored in a checkpoint, rebuilt from its saved hyperparameters
-    (no YAML); a file that is not a readable latentflow checkpoint is one ConfigError."""
+    (no YAML); a file that is not a readable latentflow checkpoint is one ConfigError.
+
+    Opening it runs no code the checkpoint names: it is unpickled with ``weights_only=True``
+    and its component targets are built only when they are latentflow's (or torch's
+    optimizers) or under a module prefix in ``trust_components`` (e.g. ``["my_pkg"]``)."""
+    from latentflow.components import check_trusted
     from latentflow.lightning.module import SequenceLitModule
     from latentflow.rundir import read_checkpoint
 
     ckpt = read_checkpoint(ckpt_path)
+    hparams = ckpt["hyper_parameters"]
+    trusted = [str(t) for t in (trust_components or [])]
+    for key in ("components", "data_config"):
+        check_trusted(hparams.get(key), "" if key == "components" else "data", trusted)
     try:
         module = SequenceLitModule(**ckpt["hyper_parameters"])
         module.load_state_dict(ckpt["state_dict"])
@@ -476,7 +501,7 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
         raise ConfigError(f"splits must be a subset of [val, test], got {bad}")
     if cfg.eval.get("num_samples") is not None and cfg.eval.num_samples < 1:
         raise ConfigError(f"eval.num_samples must be >= 1, got {cfg.eval.num_samples}")
-    module = load_module(cfg.ckpt_path)
+    module = load_module(cfg.ckpt_path, trust_components=cfg.get("trust_components"))
     if cfg.eval.get("num_samples") is not None:
         module.eval_samples = cfg.eval.num_samples
     if cfg.eval.get("chunk_size") is not None:
@@ -514,7 +539,7 @@ def sample(cfg: DictConfig) -> dict[str, Any]:
 
     check_sample_config(cfg)
     apply_runtime(cfg.runtime.get("threads"), tune_malloc_here(cfg))
-    module = load_module(cfg.ckpt_path)
+    module = load_module(cfg.ckpt_path, trust_components=cfg.get("trust_components"))
     net = module.net.to(cfg.device)
     hp = module.hparams
     text = hp["data"]["kind"] == "text"
@@ -687,6 +712,9 @@ def run_cli(main: Any, prog: str) -> None:
         main()
     except (HydraException, OmegaConfBaseException) as err:
         print(f"{prog}: error: {one_line(err)}", file=sys.stderr)
+        raise SystemExit(2) from None
+    except USER_ERRORS as err:  # raised before the task function (the run-directory guard)
+        print(f"{prog}: error: {err}", file=sys.stderr)
         raise SystemExit(2) from None
     except TrialFailed as err:  # the basic sweeper re-raises the first failed job at the end
         print(

@@ -3,8 +3,9 @@
 * ``RunLock``: an exclusive ``flock`` on ``<run>/.lock`` for the run's life. The kernel drops it
   when the process ends however it ends (kill -9 included), so a stale lock of a dead process
   never blocks; a live holder is named (pid, host, start time) in the one-line refusal.
-* ``read_checkpoint``: a checkpoint that is missing, not a file, truncated, corrupt or not
-  latentflow's is refused in one line, before any data is read or anything is written.
+* ``read_checkpoint``: a checkpoint that is missing, not a file, truncated, corrupt, not
+  latentflow's or asks to run code while loading is refused in one line, before any data is
+  read or anything is written; nothing in the file is executed.
 * ``changed_settings``: resuming with another seed, model, optimizer, schedule or data is
   refused, naming the keys that differ (it would silently continue another run).
 * ``finished``: a run whose metrics.json matches its last checkpoint and whose stop condition
@@ -25,10 +26,13 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
-import torch
-
 from latentflow.config_checks import ConfigError
-from latentflow.lightning.checkpoint_io import TMP_PREFIX
+from latentflow.lightning.checkpoint_io import (
+    TMP_PREFIX,
+    CheckpointReadError,
+    UnsafeCheckpointError,
+    load_checkpoint_file,
+)
 
 log = logging.getLogger(__name__)
 LOCK_NAME = ".lock"
@@ -68,6 +72,45 @@ class RunLock:
             self._fd = None
 
 
+# What a run writes itself into its directory (Hydra's .hydra/ and train.log come before it).
+RUN_FILES = ("config.yaml", "metrics.json", "timing.csv", "failed.json")
+
+
+def holds_run(run_dir: Path) -> str:
+    """ "finished" or "started" when ``run_dir`` holds a run of latentflow-train, else ""."""
+    if (run_dir / "metrics.json").is_file():
+        return "finished"
+    ckpts = run_dir / "checkpoints"
+    if (run_dir / "config.yaml").is_file() or (ckpts.is_dir() and any(ckpts.glob("*.ckpt"))):
+        return "started"
+    return ""
+
+
+def check_fresh_start(run_dir: Path, resuming: bool, overwrite: bool) -> None:
+    """A fresh run (no ``ckpt_path``) never lands on another run's files: refused in one line,
+    unless ``overwrite=true``, which removes that run's checkpoints and results first."""
+    if resuming:
+        return
+    held = holds_run(run_dir)
+    if not held:
+        return
+    if not overwrite:
+        raise ConfigError(
+            f"hydra.run.dir: {run_dir} already holds a {held} run: resume it with "
+            "ckpt_path=auto, choose another directory, or replace it with overwrite=true"
+        )
+    import shutil
+
+    shutil.rmtree(run_dir / "checkpoints", ignore_errors=True)
+    for name in (*RUN_FILES, "csv", "tensorboard", "wandb"):
+        target = run_dir / name
+        if target.is_dir():
+            shutil.rmtree(target, ignore_errors=True)
+        else:
+            target.unlink(missing_ok=True)
+    log.warning("overwrite=true: removed the %s run in %s", held, run_dir)
+
+
 def read_checkpoint(path: str | os.PathLike[str], key: str = "ckpt_path") -> dict[str, Any]:
     """The checkpoint's contents, or a one-line ConfigError saying what is wrong with it."""
     path = Path(path)
@@ -76,8 +119,10 @@ def read_checkpoint(path: str | os.PathLike[str], key: str = "ckpt_path") -> dic
     if not path.is_file():
         raise ConfigError(f"{key}: {path} is not a file")
     try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=False)
-    except Exception as err:  # torch raises many types for a file that is not a checkpoint
+        ckpt = load_checkpoint_file(path)
+    except UnsafeCheckpointError as err:
+        raise ConfigError(f"{key}: {err}") from None
+    except (CheckpointReadError, OSError) as err:
         what = "empty" if path.stat().st_size == 0 else "truncated, corrupt or not a checkpoint"
         detail = str(err).splitlines()[0][:160] if str(err) else type(err).__name__
         raise ConfigError(f"{key}: cannot read {path}: {what} ({detail})") from None
