@@ -334,3 +334,20 @@ class WaitForTimeLimit(pl.Callback):
         deadline = time.monotonic() + self.max_wait_s
         while not any(cb.requested for cb in flags) and time.monotonic() < deadline:
             time.sleep(0.5)
+
+
+class SignalInValidation(pl.Callback):
+    """Send ``signal`` to this process at the start of validation batch ``batch`` of epoch
+    ``epoch`` during fit (in-process): a pre-emption that lands while the run validates."""
+
+    def __init__(self, epoch: int, batch: int, signal: str = "SIGTERM") -> None:
+        self.epoch, self.batch, self.signal = epoch, batch, signal
+
+    def on_validation_batch_start(
+        self, trainer: pl.Trainer, pl_module: Any, batch: Any, batch_idx: int, *args: Any
+    ) -> None:
+        import signal
+
+        fitting = trainer.state.fn == "fit" and not trainer.sanity_checking
+        if fitting and trainer.current_epoch == self.epoch and batch_idx == self.batch:
+            os.kill(os.getpid(), getattr(signal, self.signal))

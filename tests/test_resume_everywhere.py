@@ -119,3 +119,40 @@ def test_two_kills_in_one_run_at_epoch_ends(reference, real_data_root, tmp_path)
         compose_config("train", [*RUN, "ckpt_path=auto", f"data.root={real_data_root}"], tmp_path)
     )
     assert_bit_for_bit(tmp_path, payload, reference)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("epoch,batch", [(0, 0), (1, 1), (1, 2), (2, 2)])
+def test_a_sigterm_while_validating_resumes_bit_for_bit(
+    epoch, batch, reference, real_data_root, tmp_path
+):
+    """A pre-emption that lands in validation, its last batch included (Lightning then raises
+    at the very end of the epoch, its epoch counter already moved on): the position saved is
+    the position trained, and the resumed run ends where the uninterrupted one does."""
+    from pytorch_lightning.utilities.exceptions import SIGTERMException
+
+    data = f"data.root={real_data_root}"
+    signal = ["+callbacks.sig._target_=tests.scale_helpers.SignalInValidation"]
+    signal += [f"+callbacks.sig.epoch={epoch}", f"+callbacks.sig.batch={batch}"]
+    with pytest.raises(SIGTERMException):
+        train(compose_config("train", [*RUN, data, *signal], tmp_path))
+    _, payload = train(compose_config("train", [*RUN, "ckpt_path=auto", data], tmp_path))
+    assert_bit_for_bit(tmp_path, payload, reference)
+
+
+@pytest.mark.slow
+def test_an_early_stopped_run_is_left_unchanged_by_auto(real_data_root, tmp_path):
+    """Stopped early at an epoch without a new best: last.ckpt holds the final weights, so
+    ckpt_path=auto finds the run finished and writes nothing."""
+    config = [*RUN, f"data.root={real_data_root}", "trainer.max_epochs=6"]
+    config += ["monitor=val/num_tokens", "lr_schedule.monitor=val/nll"]  # never a new best
+    config += ["callbacks.early_stopping.patience=1"]
+    _, payload = train(compose_config("train", config, tmp_path))
+    assert payload["stop_reason"] == "early_stopping" and payload["epochs"] < 6
+    last = tmp_path / "checkpoints" / "last.ckpt"
+    assert load(last)["global_step"] == payload["global_step"]
+    files = {p: p.read_bytes() for p in (tmp_path / "checkpoints").iterdir()}
+    files[tmp_path / "metrics.json"] = (tmp_path / "metrics.json").read_bytes()
+    _, again = train(compose_config("train", [*config, "ckpt_path=auto"], tmp_path))
+    assert again["already_finished"].startswith("early stopping")
+    assert {p: p.read_bytes() for p in files} == files

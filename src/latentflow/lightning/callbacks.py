@@ -114,8 +114,26 @@ class ResumeDataOrder(pl.Callback):
 class BestCheckpoint(ModelCheckpoint):
     """``ModelCheckpoint`` that never writes a "best" checkpoint whose monitored value is NaN or
     infinite (Lightning ranks a NaN as the worst value, yet keeps it when nothing better has
-    been seen: a model that learned nothing would be the run's best). ``last.ckpt`` is still
-    written: it is the resume point, whatever the metric."""
+    been seen: a model that learned nothing would be the run's best), and that refreshes
+    ``last.ckpt`` after every epoch, whatever the metric: it is the resume point."""
+
+    def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        super().on_train_epoch_end(trainer, pl_module)
+        if self._should_save_on_train_epoch_end(trainer):
+            self._refresh_last(trainer)
+
+    def on_validation_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        super().on_validation_end(trainer, pl_module)
+        if not self._should_save_on_train_epoch_end(trainer):
+            self._refresh_last(trainer)
+
+    def _refresh_last(self, trainer: pl.Trainer) -> None:
+        """``last.ckpt`` at every epoch end (or validation), best or not. Lightning 2.6 writes it
+        only alongside a new top-k checkpoint, so a run that stops without a new best (early
+        stopping) would end with ``last.ckpt`` behind its weights, and resuming the finished run
+        would train again."""
+        if self.save_last and not self._should_skip_saving_checkpoint(trainer):
+            self._save_last_checkpoint(trainer, self._monitor_candidates(trainer))
 
     def _save_topk_checkpoint(self, trainer: pl.Trainer, monitor_candidates: dict) -> None:
         current = monitor_candidates.get(self.monitor) if self.monitor else None
@@ -230,6 +248,15 @@ class PreemptionCheckpoint(_StepBoundary):
             return
         if trainer.state.stage != RunningStage.TRAINING or not self.stepped:
             log.warning("SIGTERM during validation: no checkpoint; resume from the previous one")
+            return
+        if self._ends_the_epoch(trainer):
+            # Lightning raises at the very end of the epoch (after its validation, when the
+            # SIGTERM landed in the last validation batch): the epoch counter has moved on while
+            # the batch count has not, so a checkpoint now would resume past the next epoch's
+            # training. last.ckpt written after this epoch's validation is the exact point.
+            log.warning(
+                "SIGTERM at the end of epoch %d: resume from last.ckpt", trainer.current_epoch
+            )
             return
         trainer.save_checkpoint(self.path)
         log.warning("SIGTERM: saved %s (step %d)", self.path, trainer.global_step)
