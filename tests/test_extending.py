@@ -153,3 +153,28 @@ def test_a_users_config_folder_and_its_local_defaults(tmp_path):
     assert cfg.seed == 7 and cfg.data.root == str(tmp_path)
     assert cfg.prior.flow.transform._target_ == "tests.user_components.SinhArcsinh"
     assert compose([], output_dir=tmp_path / "run").seed == 0  # without the folder: defaults
+
+
+def test_the_config_dir_rule_a_same_named_file_is_the_packages(tmp_path):
+    """The rule the docs state once (Extending, "Your own config folder"): a user's folder adds
+    options to the package's groups; for a name both have, the package's file is used, on the
+    command line (--config-dir) and from Python (compose(config_dir=...)) alike."""
+    from latentflow.run import compose
+
+    conf = tmp_path / "my_conf"
+    (conf / "transform").mkdir(parents=True)
+    shadow = "# @package prior.flow.transform\n_target_: my_pkg.Shadow\n_partial_: true\n"
+    (conf / "transform" / "nlsq.yaml").write_text(shadow)  # the package's name
+    (conf / "transform" / "mine.yaml").write_text(shadow)  # a new name
+    for name, expected in (("nlsq", "latentflow.flows.NLSq"), ("mine", "my_pkg.Shadow")):
+        cfg = compose([f"transform={name}"], output_dir=tmp_path / "run", config_dir=conf)
+        assert cfg.prior.flow.transform._target_ == expected
+        out = subprocess.run(
+            [sys.executable, "-m", "latentflow.train", "--config-dir", str(conf)]
+            + [f"transform={name}", "--cfg", "job", "--package", "prior.flow.transform"],
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert out.returncode == 0, out.stderr[-2000:]
+        assert f"_target_: {expected}" in out.stdout

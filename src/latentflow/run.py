@@ -56,8 +56,9 @@ def compose(
     """The config a CLI would see for ``overrides``, without starting a Hydra job.
 
     ``output_dir`` is the run directory (``${hydra:runtime.output_dir}``; default: a new one
-    under ``outputs/<task>/``); ``config_dir`` adds a folder of your own configs (searched
-    before the package's, like ``--config-dir``).
+    under ``outputs/<task>/``); ``config_dir`` adds a folder of your own configs, as
+    ``--config-dir`` does: its options join the package's groups, and where both have a file
+    of the same name the package's is used (docs: Extending, "Your own config folder").
     """
     from hydra import compose as hydra_compose
     from hydra import initialize_config_dir
