@@ -6,11 +6,14 @@ What ``latentflow-sample`` writes (``latentflow.run.sample``):
 * music: ``midi/sample_000.mid`` ... (standard MIDI files), ``png/sample_000.png`` (piano
   rolls) and ``rolls.npz`` (``rolls`` [N, T_max, 88] uint8, zero past each length; ``lengths``
   [N]);
+* music with ``audio=on``: ``audio/sample_000.wav`` ... (``latentflow.audio``: FluidSynth, the
+  General MIDI soundfont), each exactly as long as its roll;
 * always: ``samples.json`` (settings, lengths, log p(z | T) per sample for flow models, time).
 """
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -95,6 +98,46 @@ def write_text(
     return texts
 
 
+def audio_settings(cfg: DictConfig, step_beats: float = 0.5) -> Any:
+    """The ``AudioSettings`` of a sample config (None when ``audio=off``), checked."""
+    audio = cfg.get("audio") or {}
+    if not audio.get("enabled"):
+        return None
+    from latentflow.audio import AudioSettings, check_audio
+
+    program = audio.get("program")
+    settings = AudioSettings(
+        format=str(audio.get("format", "wav")),
+        sample_rate=audio.get("sample_rate", 44100),
+        soundfont=audio.get("soundfont"),
+        tempo_bpm=float(cfg.midi.tempo_bpm),
+        step_beats=float(step_beats),
+        velocity=int(cfg.midi.velocity),
+        program=int(cfg.midi.program if program is None else program),
+    )
+    return check_audio(settings)
+
+
+def write_audio_files(rolls: list[np.ndarray], names: list[str], settings: Any, out_dir: Path):
+    """``audio/<name>.<format>`` for every roll; the file names. A roll with no note is a
+    silent file of its length, said once for all of them."""
+    from latentflow.audio import render_roll
+
+    files, silent = [], []
+    for roll, name in zip(rolls, names, strict=True):
+        path = out_dir / "audio" / f"{name}{settings.suffix}"
+        if not render_roll(roll, path, settings):
+            silent.append(name)
+        files.append(f"audio/{path.name}")
+    if silent:
+        warnings.warn(
+            f"{len(silent)} sample(s) have no note; their audio is silence of their length: "
+            + ", ".join(silent),
+            stacklevel=2,
+        )
+    return files
+
+
 def write_music(
     xs: list[Tensor], midi_cfg: DictConfig, step_beats: float, out_dir: Path, num_print: int
 ) -> list[str]:
@@ -138,5 +181,10 @@ def write_samples(xs: list[Tensor], hp: Any, cfg: DictConfig, out_dir: Path) -> 
     data_config = hp.get("data_config") or {}
     step_beats = cfg.midi.step_beats or data_config.get("step_beats")  # a midi_folder's own
     step_beats = step_beats or default_step_beats(data_config.get("name"))
+    settings = audio_settings(cfg, step_beats)
     names = write_music(xs, cfg.midi, step_beats, out_dir, cfg.num_print)
-    return {"step_beats": step_beats, "files": ["rolls.npz", *(f"midi/{n}.mid" for n in names)]}
+    files = ["rolls.npz", *(f"midi/{n}.mid" for n in names)]
+    if settings is not None:
+        rolls = [x.numpy() for x in xs]
+        files += write_audio_files(rolls, names, settings, out_dir)
+    return {"step_beats": step_beats, "files": files}

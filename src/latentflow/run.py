@@ -29,6 +29,7 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 from pytorch_lightning.callbacks import Timer
 from pytorch_lightning.utilities.rank_zero import rank_zero_only
 
+from latentflow.audio import AudioError
 from latentflow.components import ComponentError, instantiate, is_node
 from latentflow.config_checks import ConfigError, validate_train_config
 from latentflow.data.download import DataError
@@ -43,7 +44,7 @@ from latentflow.tracking import build_loggers, check_logger_extras, finish_logge
 
 log = logging.getLogger("latentflow.run")
 CONF_DIR = str(Path(__file__).resolve().parent / "conf")
-USER_ERRORS = (ConfigError, DataError, ComponentError, CheckpointWriteError)
+USER_ERRORS = (ConfigError, DataError, ComponentError, CheckpointWriteError, AudioError)
 
 
 # ----------------------------------------------------------------------------- configs
@@ -546,6 +547,12 @@ def sample(cfg: DictConfig) -> dict[str, Any]:
     text = hp["data"]["kind"] == "text"
     if text and not hp.get("vocab"):
         raise ConfigError(f"ckpt_path: {cfg.ckpt_path} stores no vocabulary to decode text")
+    if (cfg.get("audio") or {}).get("enabled"):  # decided before any sampling work
+        if text:
+            raise ConfigError("audio=on: audio is for music data; this checkpoint is a text model")
+        from latentflow.generation import audio_settings
+
+        audio_settings(cfg)
     max_length = int(hp["data"]["max_length"])
     if cfg.length is not None and cfg.length > max_length and not cfg.get("allow_long"):
         raise ConfigError(

@@ -3,6 +3,7 @@
     latentflow-sample ckpt_path=outputs/train/<run>/checkpoints/last.ckpt num_samples=20
     latentflow-sample ckpt_path=... length=100 seed=3 temperature=0.8
     latentflow-sample ckpt_path=... argmax=true device=cuda
+    latentflow-sample ckpt_path=... audio=on audio.format=flac   # music: hear it (FluidSynth)
 
 Lengths are drawn from the model's p(T) unless ``length`` is given; then z ~ p(z | T) and
 x ~ p(x | z, T) (a real draw; ``argmax=true`` takes the mode), or ancestral sampling for the
@@ -31,7 +32,11 @@ def main(cfg: DictConfig) -> None:
 
 
 def cli() -> None:
-    """The ``latentflow-sample`` command: ``main`` with one-line configuration errors."""
+    """The ``latentflow-sample`` command: ``main`` with one-line configuration errors.
+    ``audio=true``/``false`` are spellings of the ``audio`` group's ``on``/``off`` (Hydra reads
+    a bare true as a boolean, which cannot name a group option)."""
+    spelled = {"audio=true": "audio=on", "audio=false": "audio=off"}
+    sys.argv[1:] = [spelled.get(arg.lower(), arg) for arg in sys.argv[1:]]
     run_cli(main, "latentflow-sample")
 
 

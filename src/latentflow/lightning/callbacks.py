@@ -266,8 +266,11 @@ class SampleLogger(pl.Callback):
     """After validation, draw ``num_samples`` sequences and show them in the tracker.
 
     Text (PTB) goes to a table (W&B) or a text panel (TensorBoard); piano rolls (music) as
-    images, time left to right and pitch upwards. Other loggers get nothing. Sampling uses its
-    own seeded generator, so training's random stream is untouched.
+    images, time left to right and pitch upwards, and as audio clips when ``audio`` is on and
+    FluidSynth, a General MIDI soundfont and soundfile are installed (``latentflow.audio``;
+    otherwise said once, and the images are still logged). Other loggers get nothing. Sampling
+    uses its own seeded generator, so training's random stream is untouched; only rank zero
+    samples. ``seconds_spent`` adds up the callback's own wall time (sampling and rendering).
     """
 
     def __init__(
@@ -276,6 +279,8 @@ class SampleLogger(pl.Callback):
         every_n_epochs: int = 1,
         temperature: float = 1.0,
         seed: int = 0,
+        audio: bool = True,
+        sample_rate: int = 16000,
     ) -> None:
         if num_samples < 1 or every_n_epochs < 1:
             raise ValueError("callbacks.samples.num_samples and every_n_epochs must be >= 1")
@@ -283,6 +288,63 @@ class SampleLogger(pl.Callback):
         self.every_n_epochs = every_n_epochs
         self.temperature = temperature
         self.seed = seed
+        self.audio = audio
+        self.sample_rate = sample_rate
+        self._audio_settings: Any = None
+        self.seconds_spent = 0.0
+
+    def _audio(self, pl_module: pl.LightningModule) -> Any:
+        """The render settings, or None (audio off or not installed: said once)."""
+        if not self.audio:
+            return None
+        if self._audio_settings is None:
+            from latentflow.audio import AudioError, AudioSettings, check_audio
+            from latentflow.midi import default_step_beats
+
+            data = pl_module.hparams.get("data_config") or {}
+            step = data.get("step_beats") or default_step_beats(data.get("name"))
+            try:
+                self._audio_settings = check_audio(
+                    AudioSettings(sample_rate=self.sample_rate, step_beats=float(step)),
+                    key="callbacks.samples.audio",
+                )
+            except AudioError as err:
+                log.warning("samples are logged without audio: %s", err)
+                self.audio = False
+                return None
+        return self._audio_settings
+
+    def _log_audio(self, loggers: list, rolls: list[np.ndarray], step: int, pl_module) -> None:
+        import tempfile
+
+        settings = self._audio(pl_module)
+        if settings is None:
+            return
+        import soundfile
+
+        from latentflow.audio import render_roll
+
+        with tempfile.TemporaryDirectory(prefix="latentflow-samples-") as work:
+            clips = []
+            for i, roll in enumerate(rolls):
+                path = Path(work) / f"sample_{i}.wav"
+                render_roll(roll, path, settings)
+                clips.append((path, soundfile.read(path, dtype="float32", always_2d=True)[0]))
+            for lg in loggers:
+                if isinstance(lg, WandbLogger):
+                    import wandb
+
+                    audio = [
+                        wandb.Audio(str(path), caption=f"T={len(roll)}")
+                        for (path, _), roll in zip(clips, rolls, strict=True)
+                    ]
+                    lg.experiment.log({"samples/audio": audio, "trainer/global_step": step})
+                else:
+                    for i, (_, clip) in enumerate(clips):
+                        mono = torch.from_numpy(clip.mean(axis=1))[None]  # [1, frames]
+                        lg.experiment.add_audio(
+                            f"samples/audio_{i}", mono, step, sample_rate=settings.sample_rate
+                        )
 
     def on_validation_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         loggers = [lg for lg in trainer.loggers if isinstance(lg, WandbLogger | TensorBoardLogger)]
@@ -292,6 +354,15 @@ class SampleLogger(pl.Callback):
             return
         if (trainer.current_epoch + 1) % self.every_n_epochs:
             return
+        import time
+
+        start = time.perf_counter()
+        try:
+            self._log_samples(trainer, pl_module, loggers)
+        finally:
+            self.seconds_spent += time.perf_counter() - start
+
+    def _log_samples(self, trainer: pl.Trainer, pl_module: pl.LightningModule, loggers) -> None:
         generator = torch.Generator().manual_seed(self.seed + trainer.current_epoch)
         out = pl_module.net.sample(
             num_samples=self.num_samples, temperature=self.temperature, generator=generator
@@ -309,9 +380,12 @@ class SampleLogger(pl.Callback):
                     rows = [[epoch, int(n), t] for n, t in zip(lengths, texts, strict=True)]
                     lg.log_text("samples/text", columns=["epoch", "length", "text"], data=rows)
                 else:
-                    lg.experiment.add_text("samples/text", "\n\n".join(texts), step)
+                    shown = [f"T={int(n)}: {t}" for n, t in zip(lengths, texts, strict=True)]
+                    lg.experiment.add_text("samples/text", "\n\n".join(shown), step)
         else:
             images = [piano_roll_image(x[i, : lengths[i]]) for i in range(len(x))]
+            rolls = [x[i, : lengths[i]].numpy() for i in range(len(x))]
+            self._log_audio(loggers, rolls, step, pl_module)
             for lg in loggers:
                 if isinstance(lg, WandbLogger):
                     captions = [f"T={int(n)}" for n in lengths]
