@@ -1,6 +1,9 @@
 """Start-up validation: every bad setting is a one-line error naming its config key, raised
 before any data is read or any model is built. The model parts themselves are checked by
-``latentflow.run.check_components`` (import, arguments, protocols)."""
+``latentflow.run.check_components`` (import, arguments, protocols).
+
+``validate_train_config``, ``validate_eval_config`` and ``validate_sample_config`` are the
+three tools' entry points; the checks they share are the helpers below."""
 
 from __future__ import annotations
 
@@ -29,6 +32,37 @@ def _positive_int(cfg: Any, key: str, minimum: int = 1) -> None:
         raise ConfigError(f"{key} must be an integer >= {minimum}, got {value!r}")
 
 
+def _number(cfg: Any, key: str, low: float, high: float, *, low_open: bool = False) -> None:
+    """A finite number in [low, high] (``low_open``: (low, high]); None passes."""
+    value = _get(cfg, key)
+    if value is None:
+        return
+    ok = not isinstance(value, bool) and isinstance(value, int | float) and math.isfinite(value)
+    ok = ok and (low < value if low_open else low <= value) and value <= high
+    if not ok:
+        bracket = "(" if low_open else "["
+        raise ConfigError(
+            f"{key} must be a finite number in {bracket}{low}, {high}], got {value!r}"
+        )
+
+
+def _int_in(cfg: Any, key: str, low: int, high: int) -> None:
+    value = _get(cfg, key)
+    if value is None:
+        return
+    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+        raise ConfigError(f"{key} must be an integer in [{low}, {high}], got {value!r}")
+
+
+SEED_MAX = 2**32 - 1  # what numpy and Lightning's seed_everything accept
+# the metrics a validation logs (val/<key>); a monitor must name one of them
+VAL_METRICS = tuple(
+    f"{name}{suffix}"
+    for name in ("nll_paper_nats", "nll_cond_nats", "nll_paper_bpc", "nll_cond_bpc")
+    for suffix in ("", "_stderr")
+) + ("nll", "nll_nats_per_token", "perplexity", "recon", "kl", "num_sequences", "num_tokens")
+
+
 def _choice(value: Any, key: str, choices) -> None:
     if value not in choices:
         raise ConfigError(f"{key} must be one of {list(choices)}, got {value!r}")
@@ -36,11 +70,30 @@ def _choice(value: Any, key: str, choices) -> None:
 
 def validate_train_config(cfg: Any) -> None:
     """Check the scalar settings of a composed training config (a DictConfig or a dict)."""
-    seed = cfg.get("seed")
-    if isinstance(seed, bool) or not isinstance(seed, int):
-        raise ConfigError(f"seed must be an integer, got {seed!r}")
+    _int_in(cfg, "seed", 0, SEED_MAX)
+    if cfg.get("seed") is None:
+        raise ConfigError(f"seed must be an integer in [0, {SEED_MAX}], got None")
     validate_trainer(cfg.get("trainer") or {})
     _positive_int(cfg, "train.elbo_samples")
+    _positive_int(cfg, "train.max_nonfinite_steps")
+    _positive_int(cfg, "runtime.threads")
+    _positive_int(cfg, "anneal.zero", minimum=0)
+    _positive_int(cfg, "anneal.rampup", minimum=0)
+    _number(cfg, "anneal.floor", 0.0, 1.0)
+    monitor = cfg.get("monitor")
+    if monitor is not None:
+        stage, _, key = str(monitor).partition("/")
+        if stage != "train" and not (stage == "val" and key in VAL_METRICS):
+            raise ConfigError(
+                f"monitor must be val/<metric> (one of {', '.join(VAL_METRICS)}) or "
+                f"train/<metric>, got {monitor!r}"
+            )
+        limit = _get(cfg, "trainer.limit_val_batches")
+        if stage == "val" and limit is not None and limit == 0:
+            raise ConfigError(
+                f"trainer.limit_val_batches=0 turns validation off, but monitor={monitor} needs "
+                "it (the best checkpoint, the LR schedule, early stopping)"
+            )
     _positive_int(cfg, "eval.num_samples")
     _positive_int(cfg, "eval.chunk_size")
     _positive_int(cfg, "eval.val_num_samples")
@@ -59,6 +112,44 @@ def validate_train_config(cfg: Any) -> None:
         _choice(compile_cfg.get("backend", "inductor"), "compile.backend", backends)
 
 
+def validate_eval_config(cfg: Any) -> None:
+    """``latentflow-eval``: every setting checked before the checkpoint is read."""
+    splits = cfg.get("splits")
+    if not splits or any(s not in ("val", "test") for s in splits):
+        raise ConfigError(f"splits must be a non-empty subset of [val, test], got {splits!r}")
+    _int_in(cfg, "seed", 0, SEED_MAX)
+    _positive_int(cfg, "eval.num_samples")
+    _positive_int(cfg, "eval.chunk_size")
+    _positive_int(cfg, "runtime.threads")
+    validate_trainer(cfg.get("trainer") or {})
+
+
+def validate_sample_config(cfg: Any) -> None:
+    """``latentflow-sample``: every setting checked before the checkpoint is read."""
+    _positive_int(cfg, "num_samples")
+    _positive_int(cfg, "length")
+    _positive_int(cfg, "batch_size")
+    _positive_int(cfg, "num_print", minimum=0)
+    _positive_int(cfg, "runtime.threads")
+    _int_in(cfg, "seed", 0, SEED_MAX)
+    _number(cfg, "temperature", 0.0, 1e6, low_open=True)
+    device = str(cfg.get("device", "cpu"))
+    import re
+
+    if not re.fullmatch(r"cpu|cuda(:\d+)?", device):
+        raise ConfigError(f"device must be cpu, cuda or cuda:N, got {device!r}")
+    if device.startswith("cuda"):
+        import torch
+
+        if not torch.cuda.is_available():
+            raise ConfigError(f"device: {device} requested but CUDA is not available")
+    _number(cfg, "midi.tempo_bpm", 0.0, 1000.0, low_open=True)
+    _number(cfg, "midi.step_beats", 0.0, 64.0, low_open=True)
+    _int_in(cfg, "midi.velocity", 1, 127)
+    _int_in(cfg, "midi.program", 0, 127)
+    _int_in(cfg, "audio.program", 0, 127)
+
+
 def validate_trainer(trainer: Any) -> None:
     """The Trainer settings Lightning would refuse (with a traceback) or that cannot work."""
     for key, minimum in (("max_epochs", -1), ("min_epochs", 0), ("max_steps", -1)):
@@ -67,6 +158,14 @@ def validate_trainer(trainer: Any) -> None:
             raise ConfigError(f"trainer.{key} must be an integer, got {value!r}")
         if value is not None and value < minimum:
             raise ConfigError(f"trainer.{key} must be >= {minimum}, got {value}")
+    accumulate = trainer.get("accumulate_grad_batches")
+    if accumulate is not None and (
+        isinstance(accumulate, bool) or not isinstance(accumulate, int) or accumulate < 1
+    ):
+        raise ConfigError(
+            f"trainer.accumulate_grad_batches must be an integer >= 1, got {accumulate!r}"
+        )
+    _number({"trainer": trainer}, "trainer.gradient_clip_val", 0.0, math.inf)
     accelerator = str(trainer.get("accelerator") or "auto")
     if accelerator in ("gpu", "cuda"):
         import torch

@@ -22,8 +22,6 @@ import torch
 from omegaconf import DictConfig
 from torch import Tensor, nn
 
-from latentflow.config_checks import ConfigError
-
 
 @torch.inference_mode()
 def generate(
@@ -67,19 +65,6 @@ def draw_lengths(
     if length is None:
         return net.length_distribution.sample(num_samples, generator=generator).cpu()
     return torch.full((num_samples,), int(length), dtype=torch.long)
-
-
-def check_sample_config(cfg: DictConfig) -> None:
-    if cfg.num_samples < 1:
-        raise ConfigError(f"num_samples must be >= 1, got {cfg.num_samples}")
-    if cfg.length is not None and cfg.length < 1:
-        raise ConfigError(f"length must be >= 1 (or null to draw it), got {cfg.length}")
-    if cfg.batch_size < 1:
-        raise ConfigError(f"batch_size must be >= 1, got {cfg.batch_size}")
-    if not cfg.temperature > 0:
-        raise ConfigError(f"temperature must be > 0, got {cfg.temperature}")
-    if str(cfg.device).startswith("cuda") and not torch.cuda.is_available():
-        raise ConfigError(f"device: {cfg.device} requested but CUDA is not available")
 
 
 def write_text(

@@ -7,7 +7,8 @@ a directory in use would already have rewritten the first run's files. ``RunDirG
 until the run ends; ``train()`` sees it in ``HELD`` and does not lock again) and refuses a
 fresh run on another run's files (``rundir.check_fresh_start``). Hydra turns a callback's
 exceptions into warnings and goes on, so a refusal here is printed as the one
-``latentflow-train: error:`` line and exits 2.
+``latentflow-train: error:`` line and exits 2. The scalar settings are checked here too
+(``config_checks.validate_train_config``), so a bad one leaves no directory behind.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from typing import Any
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, read_write
 
-from latentflow.config_checks import ConfigError
+from latentflow.config_checks import ConfigError, validate_train_config
 from latentflow.rundir import RunLock, check_fresh_start
 
 # Run directories whose lock this process's guard holds (an flock conflicts with a second open
@@ -44,6 +45,11 @@ class RunDirGuard(Callback):
         self._lock: RunLock | None = None
 
     def on_run_start(self, config: DictConfig, **kwargs: Any) -> None:
+        try:  # a bad setting: one line, before anything is created
+            validate_train_config(config)
+        except ConfigError as err:
+            print(f"latentflow-train: error: {err}", file=sys.stderr)
+            raise SystemExit(2) from None
         run_dir = Path(str(config.hydra.run.dir)).absolute()
         with read_write(config.hydra.run):  # resolved once: ${now:...} must not move on
             config.hydra.run.dir = str(run_dir)

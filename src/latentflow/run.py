@@ -17,6 +17,7 @@ import json
 import logging
 import math
 import os
+import re
 import sys
 import time
 import warnings
@@ -31,7 +32,12 @@ from pytorch_lightning.utilities.rank_zero import rank_zero_only
 
 from latentflow.audio import AudioError
 from latentflow.components import ComponentError, instantiate, is_node
-from latentflow.config_checks import ConfigError, validate_train_config
+from latentflow.config_checks import (
+    ConfigError,
+    validate_eval_config,
+    validate_sample_config,
+    validate_train_config,
+)
 from latentflow.data.download import DataError
 from latentflow.lightning.checkpoint_io import CheckpointWriteError
 from latentflow.runtime import (
@@ -473,6 +479,18 @@ def load_module(
     return module.to(map_location)
 
 
+def check_finite_weights(module: Any, ckpt_path: Any) -> None:
+    """A checkpoint whose weights hold NaN or inf (a diverged run saved as it was) is one line:
+    evaluating it would print ``nll: NaN``, sampling from it garbage or a traceback."""
+    bad = [n for n, p in module.named_parameters() if not p.isfinite().all()]  # not p(T): -inf
+    if bad:
+        more = f" and {len(bad) - 3} more" if len(bad) > 3 else ""
+        raise ConfigError(
+            f"ckpt_path: {ckpt_path} holds non-finite weights ({', '.join(bad[:3])}{more}): the "
+            "run that wrote it diverged; use an earlier checkpoint (best-*.ckpt)"
+        )
+
+
 def datamodule_from_checkpoint(module: Any, overrides: dict[str, Any]) -> Any:
     """The datamodule the model was trained on, with loader/root settings overridden."""
     data_cfg = dict(module.hparams.get("data_config") or {})
@@ -496,14 +514,11 @@ def datamodule_from_checkpoint(module: Any, overrides: dict[str, Any]) -> Any:
 
 def evaluate(cfg: DictConfig) -> dict[str, Any]:
     """Re-evaluate a checkpoint on the splits ``cfg.splits``; writes and returns metrics.json."""
+    validate_eval_config(cfg)
     apply_runtime(cfg.runtime.get("threads"), tune_malloc_here(cfg))
     splits = list(cfg.splits)
-    bad = [s for s in splits if s not in ("val", "test")]
-    if bad:
-        raise ConfigError(f"splits must be a subset of [val, test], got {bad}")
-    if cfg.eval.get("num_samples") is not None and cfg.eval.num_samples < 1:
-        raise ConfigError(f"eval.num_samples must be >= 1, got {cfg.eval.num_samples}")
     module = load_module(cfg.ckpt_path, trust_components=cfg.get("trust_components"))
+    check_finite_weights(module, cfg.ckpt_path)
     if cfg.eval.get("num_samples") is not None:
         module.eval_samples = cfg.eval.num_samples
     if cfg.eval.get("chunk_size") is not None:
@@ -537,11 +552,12 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
 def sample(cfg: DictConfig) -> dict[str, Any]:
     """Load the checkpoint, draw ``cfg.num_samples`` sequences, write them; returns the
     ``samples.json`` payload (``latentflow.generation``)."""
-    from latentflow.generation import check_sample_config, draw_lengths, generate, write_samples
+    from latentflow.generation import draw_lengths, generate, write_samples
 
-    check_sample_config(cfg)
+    validate_sample_config(cfg)
     apply_runtime(cfg.runtime.get("threads"), tune_malloc_here(cfg))
     module = load_module(cfg.ckpt_path, trust_components=cfg.get("trust_components"))
+    check_finite_weights(module, cfg.ckpt_path)
     net = module.net.to(cfg.device)
     hp = module.hparams
     text = hp["data"]["kind"] == "text"
@@ -686,6 +702,20 @@ EXTRA_HINTS = {  # a config that needs an optional extra -> the one line that sa
 }
 
 
+def unknown_recipe(name: str) -> str:
+    """``experiment=<name>`` names no recipe: the recipes of the folder it points into."""
+    root = Path(CONF_DIR) / "experiment"
+    folder = root / Path(name).parent
+    while not folder.is_dir() and folder != root:
+        folder = folder.parent
+    entries = sorted(
+        str((p.relative_to(root)).with_suffix("")) + ("/..." if p.is_dir() else "")
+        for p in folder.iterdir()
+        if not p.name.startswith("_") and (p.is_dir() or p.suffix == ".yaml")
+    )
+    return f"experiment={name}: no such recipe (available: {', '.join(entries)})"
+
+
 def one_line(err: BaseException) -> str:
     """A Hydra/OmegaConf error message (several lines, indented details) as one line."""
     lines = [ln.strip() for ln in str(err).splitlines() if ln.strip()]
@@ -697,6 +727,9 @@ def one_line(err: BaseException) -> str:
         i = next(i for i, ln in enumerate(lines) if ln.startswith("Available options"))
         lines = [*lines[:i], f"(available: {', '.join(lines[i + 1 :])})"]
     text = " ".join(lines) or type(err).__name__
+    recipe = re.search(r"Could not find '(experiment/[^']*)'", text)
+    if recipe:
+        return unknown_recipe(recipe[1].removeprefix("experiment/"))
     missing = ("Could not find", "Could not load", "No module named")
     for needle, hint in EXTRA_HINTS.items():
         if needle in text and any(m in text for m in missing):

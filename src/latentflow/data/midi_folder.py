@@ -239,6 +239,10 @@ class MidiFolderDataModule(_BucketedDataModule):
         if transpose is not None:
             if len(transpose) != 2 or int(transpose[0]) > int(transpose[1]):
                 raise DataError(f"data.transpose must be [low, high] semitones, got {transpose}")
+            if max(abs(int(t)) for t in transpose) > 87:  # 88 keys: a larger shift empties a roll
+                raise DataError(
+                    f"data.transpose must stay within [-87, 87] semitones, got {transpose}"
+                )
             transpose = [int(transpose[0]), int(transpose[1])]
         _check_count("max_length", max_length)
         self.save_hyperparameters()
