@@ -82,7 +82,7 @@ LENGTHS = {
     "tiny": {"text": [3, 6], "music": [3, 6]},
 }
 BATCH64_LENGTHS = {"full": [50, 200], "quick": [50, 200], "tiny": [4]}
-# The reference implementation, batch 1, T = 200, seconds (shared/REFERENCE.md): 2 threads on an
+# The reference implementation (its authors' code), batch 1, T = 200, seconds: 2 threads on an
 # AMD EPYC (Zen 4, no AMX), jemalloc; AF/AF only at 1 thread. Another CPU gives other numbers:
 # compare ratios measured on one machine, not these seconds, across machines.
 REFERENCE_T200 = {"iaf_scf": 0.082, "af_scf": 1.61, "af_af": 29.1, "lstm": 0.927}

@@ -1,4 +1,5 @@
-"""Shared test settings: one thread (2-core machines, see ECOSYSTEM.md) and a data-root fixture."""
+"""Shared test settings: one thread (on 2-core machines 2 threads made a tiny fit 90x slower)
+and a data-root fixture."""
 
 from __future__ import annotations
 
@@ -21,7 +22,7 @@ def _default_data_root() -> Path:
 
 @pytest.fixture(scope="session")
 def real_data_root() -> Path:
-    """The real datasets (CI points LATENTFLOW_DATA at ../shared/data); skip when absent."""
+    """The real datasets (CI sets LATENTFLOW_DATA to the data beside the clone); else skip."""
     root = _default_data_root()
     if not (root / "ptb").exists() or not (root / "music").exists():
         pytest.skip(f"real data not found under {root}")

@@ -38,6 +38,26 @@ class PauseAtStep(pl.Callback):
         raise RuntimeError(f"PauseAtStep: no signal within {self.timeout} s")
 
 
+class PauseInValidation(PauseAtStep):
+    """``PauseAtStep`` at the start of validation batch ``batch`` of epoch ``epoch`` during fit:
+    a test signals the process while it validates."""
+
+    def __init__(self, epoch: int, batch: int, marker: str, timeout: float = 120.0) -> None:
+        super().__init__(-1, marker, timeout)
+        self.epoch, self.batch = epoch, batch
+
+    def on_train_batch_start(self, trainer: pl.Trainer, *args: Any, **kwargs: Any) -> None:
+        return
+
+    def on_validation_batch_start(
+        self, trainer: pl.Trainer, pl_module: Any, batch: Any, batch_idx: int, *args: Any
+    ) -> None:
+        fitting = trainer.state.fn == "fit" and not trainer.sanity_checking
+        if fitting and trainer.current_epoch == self.epoch and batch_idx == self.batch:
+            self.step = trainer.global_step
+            super().on_train_batch_start(trainer)
+
+
 class RecordSteps(pl.Callback):
     """Append one JSON line per training batch to ``path``: epoch, batch index, optimizer step,
     KL weight and the batch's sequence indices (the trace a resumed run must continue)."""

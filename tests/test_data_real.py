@@ -1,6 +1,6 @@
 """Data layer on the real datasets (skipped when the data root lacks them).
 
-Numbers are the ones measured in shared/data/README.md (sections 1.3 and 2.3).
+Numbers are the ones published with the datasets (split sizes, lengths, notes per step).
 """
 
 from __future__ import annotations

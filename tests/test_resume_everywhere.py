@@ -122,20 +122,28 @@ def test_two_kills_in_one_run_at_epoch_ends(reference, real_data_root, tmp_path)
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("epoch,batch", [(0, 0), (1, 1), (1, 2), (2, 2)])
-def test_a_sigterm_while_validating_resumes_bit_for_bit(
-    epoch, batch, reference, real_data_root, tmp_path
+@pytest.mark.parametrize(
+    "signal,epoch,batch",
+    [("SIGTERM", 0, 0), ("SIGTERM", 1, 1), ("SIGTERM", 1, 2), ("SIGTERM", 2, 2)]
+    + [("SIGUSR2", 0, 2), ("SIGUSR2", 1, 0)],
+)
+def test_a_signal_while_validating_resumes_bit_for_bit(
+    signal, epoch, batch, reference, real_data_root, tmp_path
 ):
     """A pre-emption that lands in validation, its last batch included (Lightning then raises
-    at the very end of the epoch, its epoch counter already moved on): the position saved is
-    the position trained, and the resumed run ends where the uninterrupted one does."""
+    at the very end of the epoch, its epoch counter already moved on), or Slurm's requeue
+    signal during validation: the position saved is the position trained, and the resumed run
+    ends where the uninterrupted one does."""
     from pytorch_lightning.utilities.exceptions import SIGTERMException
 
     data = f"data.root={real_data_root}"
-    signal = ["+callbacks.sig._target_=tests.scale_helpers.SignalInValidation"]
-    signal += [f"+callbacks.sig.epoch={epoch}", f"+callbacks.sig.batch={batch}"]
-    with pytest.raises(SIGTERMException):
-        train(compose_config("train", [*RUN, data, *signal], tmp_path))
+    sig = ["+callbacks.sig._target_=tests.scale_helpers.SignalInValidation"]
+    sig += [f"+callbacks.sig.epoch={epoch}", f"+callbacks.sig.batch={batch}"]
+    sig += [f"+callbacks.sig.signal={signal}"]
+    # SIGTERM: Lightning stops; SIGUSR2 (Slurm's requeue warning): the next step checkpoints
+    stopped = SIGTERMException if signal == "SIGTERM" else SystemExit
+    with pytest.raises(stopped):
+        train(compose_config("train", [*RUN, data, *sig], tmp_path))
     _, payload = train(compose_config("train", [*RUN, "ckpt_path=auto", data], tmp_path))
     assert_bit_for_bit(tmp_path, payload, reference)
 

@@ -204,6 +204,28 @@ def test_a_preemption_at_an_epochs_last_batch_resumes_exactly(
     assert_same_end(tmp_path / "sweep" / "0", reference)
 
 
+def test_a_requeue_signal_while_validating_resumes_exactly(
+    slurm, reference, real_data_root, tmp_path
+):
+    """scancel --signal=USR2 while the job validates epoch 1: validation finishes, the next
+    optimizer step is the checkpoint, the requeued job resumes there and ends exactly."""
+    marker = tmp_path / "paused"
+    pause = [
+        "+callbacks.pause._target_=tests.scale_helpers.PauseInValidation",
+        "+callbacks.pause.epoch=1",
+        "+callbacks.pause.batch=0",
+        f"+callbacks.pause.marker={marker}",
+    ]
+    with Releaser():
+        proc = sweep(tmp_path, real_data_root, *RUN, *pause)
+        wait_for(marker, proc, timeout=300)
+        subprocess.run(["scancel", "--signal=USR2", only_job()], check=True)
+        finish(proc)
+    logs = job_logs(tmp_path)
+    assert logs.count(REQUEUED) == 1 and "resuming epoch 2 at batch 1" in logs, logs[-3000:]
+    assert_same_end(tmp_path / "sweep" / "0", reference)
+
+
 def test_scancel_leaves_a_resumable_last_ckpt(slurm, reference, real_data_root, tmp_path):
     marker = tmp_path / "paused"
     pause = [

@@ -1,7 +1,7 @@
 """Finding the data root, and fetching data files safely.
 
 The data root is, in order: the config key `data.root`, the environment variable
-`LATENTFLOW_DATA`, then `./data`. Its layout is the one of `shared/data/` (see its README.md):
+`LATENTFLOW_DATA`, then `./data`. Its layout:
 `ptb/ptb.char.{train,valid,test}.txt`, `music/<name>.npz`, `music/original/<Name>.mat`.
 
 Every file written here (downloaded or derived from another file) goes to a temporary file in
@@ -30,7 +30,7 @@ from pathlib import Path
 ENV_VAR = "LATENTFLOW_DATA"
 DEFAULT_ROOT = "data"
 
-# SHA-256 of every data file, copied from shared/data/SHA256SUMS.
+# SHA-256 of every data file, as published with the datasets.
 KNOWN_SHA256: dict[str, str] = {
     "music/jsb_chorales.npz": "a5b3a5568f2b94436a382409fba6fcceffd4ed49ea68bf3db22e15bb734713a4",
     "music/muse_data.npz": "282890a123b1515230cf7382fb33da432ac65cde88be0bd8bb0bc7998a473d37",
@@ -59,7 +59,7 @@ KNOWN_SHA256: dict[str, str] = {
     "ptb/ptb.valid.txt": "c9fe6985fe0d4ccb578183407d7668fc6066c20700cb4cf87d8ff1cc34df1bf2",
 }
 
-# Mikolov's simple-examples archive (char valid/test), see shared/data/README.md 1.2.
+# Mikolov's simple-examples archive (char valid/test): the source of the PTB character files.
 _TOWNIE = (
     "https://raw.githubusercontent.com/townie/PTB-dataset-from-Tomas-Mikolov-s-webpage/"
     "06529ac968955ffc29a4668d68b93dadcfe55f2e/data/"
@@ -132,7 +132,7 @@ def missing_error(root: Path, missing: Iterable[str], reason: str = "") -> DataE
     return DataError(
         f"data file(s) not found: {names}{why}. Looked under the data root {root} "
         f"(config data.root, else ${ENV_VAR}, else ./data). Set {ENV_VAR} to a folder that "
-        "holds the files (layout of shared/data/), or enable data.download."
+        "holds the files (ptb/ptb.char.*.txt, music/*.npz), or enable data.download."
     )
 
 

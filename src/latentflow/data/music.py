@@ -1,6 +1,6 @@
 """Polyphonic music (Boulanger-Lewandowski et al. 2012) as 88-key binary piano rolls.
 
-`music/<name>.npz` stores each split compactly (shared/data/README.md, section 2.1):
+`music/<name>.npz` stores each split compactly (as the download rebuilds it from the .mat):
 `{split}_notes` (MIDI numbers 21..108), `{split}_step_offsets` and `{split}_seq_offsets`. It
 is read with `numpy.load(allow_pickle=False)` only. Roll column j is MIDI note 21 + j. When the
 .npz is absent, `prepare_music` downloads the .mat conversion of the original pickles and
@@ -245,7 +245,8 @@ def arrays_from_mat(path: Path) -> dict[str, np.ndarray]:
 
 
 def write_npz(path: Path, arrays: Mapping[str, np.ndarray]) -> None:
-    """Write an .npz deterministically (fixed zip dates), as shared/data's files were written."""
+    """Write an .npz deterministically (fixed zip dates), as the published data files were
+    written (so their SHA-256 is reproducible)."""
     buffer = io.BytesIO()
     with zipfile.ZipFile(buffer, "w", compression=zipfile.ZIP_DEFLATED) as archive:
         for key, array in arrays.items():

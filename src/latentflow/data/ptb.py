@@ -49,7 +49,8 @@ def char_file(split: str) -> str:
 
 
 def chars_from_words(word_text: str) -> str:
-    """Mikolov's char file from a word file's text (shared/data/README.md, section 1.2)."""
+    """Mikolov's char file from a word file's text (his simple-examples conversion: characters
+    separated by spaces, '_' between words)."""
     text = "".join(line.strip().replace(" ", "_") + "\n" for line in word_text.split("\n")[:-1])
     return " ".join(text) + " " if text else ""  # each character followed by one space
 

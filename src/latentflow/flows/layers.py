@@ -149,7 +149,7 @@ class CouplingLayer(FlowLayer):
 
     def _split(self, x: Tensor) -> tuple[Tensor, Tensor]:
         # Returns (pass-through, transformed) halves. Views, not copies: the pass-through half
-        # must keep its gradient (the reference code detached it; see REFERENCE.md).
+        # must keep its gradient (the reference code copied it with torch.tensor(y): detached).
         n = self.identity_dims
         if self.swap:
             return x[..., -n:], x[..., :-n]
