@@ -17,8 +17,10 @@ from nbclient import NotebookClient
 
 NOTEBOOKS = Path(__file__).resolve().parents[1] / "notebooks"
 KERNEL = "latentflow-test"
-# Notebook 04 trains a tiny PTB run through latentflow-train: it needs the data.
-NEEDS_DATA = {"04_training_curves.ipynb"}
+# Notebooks 04 and 05 train a tiny run through latentflow-train: they need the data; 05 renders
+# audio with FluidSynth.
+NEEDS_DATA = {"04_training_curves.ipynb", "05_listen.ipynb"}
+NEEDS_AUDIO = {"05_listen.ipynb"}
 
 
 def notebook_paths() -> list[Path]:
@@ -27,7 +29,7 @@ def notebook_paths() -> list[Path]:
 
 def test_there_are_notebooks_and_they_are_committed_without_outputs():
     paths = notebook_paths()
-    assert [p.name[:3] for p in paths] == ["01_", "02_", "03_", "04_"]
+    assert [p.name[:3] for p in paths] == ["01_", "02_", "03_", "04_", "05_"]
     for path in paths:
         nb = nbformat.read(path, as_version=4)
         for cell in nb.cells:
@@ -50,6 +52,13 @@ def kernel_env(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.mark.slow
 @pytest.mark.parametrize("path", notebook_paths(), ids=lambda p: p.stem)
 def test_notebook_runs(path: Path, kernel_env: Path, monkeypatch, request):
+    if path.name in NEEDS_AUDIO:
+        from latentflow.audio import default_soundfont
+
+        if not (__import__("shutil").which("fluidsynth") and default_soundfont()):
+            pytest.skip(
+                "no FluidSynth and soundfont (apt-get install fluidsynth fluid-soundfont-gm)"
+            )
     if path.name in NEEDS_DATA:
         data_root = request.getfixturevalue("real_data_root")
         monkeypatch.setenv("LATENTFLOW_DATA", str(data_root))
@@ -74,4 +83,14 @@ def test_notebook_runs(path: Path, kernel_env: Path, monkeypatch, request):
         if "image/png" in out.get("data", {})
     ]
     plot_cells = [c for c in nb.cells if c.cell_type == "code" and "plotting.plot_" in c.source]
-    assert len(images) >= len(plot_cells) > 0
+    assert len(images) >= len(plot_cells)
+    # Every listening cell displayed players (IPython's Audio: an <audio> element).
+    players = [
+        out
+        for cell in nb.cells
+        if cell.cell_type == "code" and "Audio(" in cell.source
+        for out in cell.outputs
+        if "<audio" in out.get("data", {}).get("text/html", "")
+    ]
+    audio_cells = [c for c in nb.cells if c.cell_type == "code" and "Audio(" in c.source]
+    assert len(players) >= len(audio_cells) and (plot_cells or players)
