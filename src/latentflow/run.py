@@ -336,7 +336,10 @@ def train(
     lock = RunLock(out_dir) if mine else contextlib.nullcontext()
     with lock:
         if rank_zero_only.rank == 0:
-            check_fresh_start(out_dir, resuming(cfg.get("ckpt_path")), cfg.get("overwrite"))
+            # A sweep continued in the same directory numbers its jobs from 0 again (Hydra's
+            # sweepers do): its trials replace the earlier ones there, said in the log.
+            overwrite = bool(cfg.get("overwrite")) or in_sweep()
+            check_fresh_start(out_dir, resuming(cfg.get("ckpt_path")), overwrite)
         ckpt_path = resume_point(cfg, out_dir)
         if ckpt_path:
             _, done = check_resume(cfg, ckpt_path, out_dir)

@@ -94,7 +94,8 @@ def holds_run(run_dir: Path) -> str:
 
 def check_fresh_start(run_dir: Path, resuming: bool, overwrite: bool) -> None:
     """A fresh run (no ``ckpt_path``) never lands on another run's files: refused in one line,
-    unless ``overwrite=true``, which removes that run's checkpoints and results first."""
+    unless ``overwrite`` (``overwrite=true``, or a job of a sweep continued in its directory),
+    which removes that run's checkpoints and results first, with a warning."""
     if resuming:
         return
     held = holds_run(run_dir)
@@ -114,7 +115,7 @@ def check_fresh_start(run_dir: Path, resuming: bool, overwrite: bool) -> None:
             shutil.rmtree(target, ignore_errors=True)
         else:
             target.unlink(missing_ok=True)
-    log.warning("overwrite=true: removed the %s run in %s", held, run_dir)
+    log.warning("removed the %s run in %s (overwrite=true, or a sweep reusing it)", held, run_dir)
 
 
 def read_checkpoint(path: str | os.PathLike[str], key: str = "ckpt_path") -> dict[str, Any]:
