@@ -235,7 +235,8 @@ def evaluate_best(
         pl.seed_everything(seed, workers=True, verbose=False)
         module.final_metrics.pop(split, None)
         run = trainer.validate if split == "val" else trainer.test
-        out = run(module, datamodule=datamodule, ckpt_path=ckpt, verbose=False)
+        # weights_only: what our checkpoint I/O does anyway (checkpoint_io), said to Lightning
+        out = run(module, datamodule=datamodule, ckpt_path=ckpt, verbose=False, weights_only=True)
         prefix = f"{split}/"
         returned = {
             k[len(prefix) :]: float(v)
@@ -393,7 +394,7 @@ def _fit_and_evaluate(
             # Resuming into its own run directory: the checkpoints there are expected.
             warnings.filterwarnings("ignore", message=r"Checkpoint directory .* is not empty")
         start = time.time()
-        trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path)
+        trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path, weights_only=True)
         # Over every process of a resumed run, up to its last checkpoint before this one; this
         # process's wall clock where the fit ran elsewhere (spawned ranks keep their Timer).
         timer = next(c for c in trainer.callbacks if isinstance(c, Timer))
