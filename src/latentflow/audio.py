@@ -136,6 +136,9 @@ def write_audio(audio: np.ndarray, out_path: Path, settings: AudioSettings) -> N
     os.close(fd)
     try:
         soundfile.write(tmp, audio, settings.sample_rate, format=settings.format.upper())
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)  # mkstemp's 0600 would hide the file from other users
         os.replace(tmp, out_path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
