@@ -67,7 +67,7 @@ def test_the_guard_holds_the_lock_for_the_run_and_then_lets_it_go(tmp_path):
     from latentflow.hydra_guard import RunDirGuard, holds_lock
 
     run = tmp_path / "run"
-    config = OmegaConf.create({"hydra": {"run": {"dir": str(run)}}, "ckpt_path": None})
+    config = OmegaConf.create({"hydra": {"run": {"dir": str(run)}}, "ckpt_path": None, "seed": 0})
     guard = RunDirGuard()
     guard.on_run_start(config)
     assert holds_lock(run)

@@ -45,6 +45,10 @@ class RunDirGuard(Callback):
         self._lock: RunLock | None = None
 
     def on_run_start(self, config: DictConfig, **kwargs: Any) -> None:
+        from pytorch_lightning.utilities.rank_zero import rank_zero_only
+
+        if rank_zero_only.rank != 0:  # a DDP rank Lightning re-launched: rank 0 holds the lock
+            return
         try:  # a bad setting: one line, before anything is created
             validate_train_config(config)
         except ConfigError as err:
