@@ -229,3 +229,17 @@ def test_training_logs_audio_clips_to_wandb_and_tensorboard(real_data_root, tmp_
     assert {f"samples/audio_{i}" for i in range(4)} <= set(acc.Tags()["audio"])
     assert spy and 0 < spy[0].seconds_spent < 60
     print(f"SampleLogger: {spy[0].seconds_spent:.2f} s for 4 samples with audio")
+
+
+def test_a_failed_render_turns_the_training_audio_off_instead_of_stopping_the_fit(monkeypatch):
+    import latentflow.audio
+    from latentflow.lightning.callbacks import SampleLogger
+
+    def broken(*args, **kwargs):
+        raise AudioError("FluidSynth could not render: it crashed")
+
+    monkeypatch.setattr(latentflow.audio, "render_roll", broken)
+    logger = SampleLogger()
+    logger._audio_settings = SETTINGS
+    logger._log_audio([], [np.ones((2, 88))], 0, None)  # no exception
+    assert logger.audio is False

@@ -174,3 +174,27 @@ def test_every_tool_refuses_a_poisoned_checkpoint_in_one_line(tool, tmp_path):
     errors = [line for line in done.stderr.splitlines() if "error" in line.lower()]
     assert len(errors) == 1 and "posix.system" in errors[0], done.stderr[-2000:]
     assert not marker.exists()
+
+
+def test_a_latentflow_function_hidden_in_a_nested_argument_is_refused(tmp_path):
+    """Only latentflow's classes are parts: its functions (here one that writes a file) are not
+    callable from a checkpoint, wherever the node sits."""
+    marker = tmp_path / "MARKER"
+    node = {
+        "_target_": "latentflow.lightning.checkpoint_io.atomic_torch_save",
+        "obj": 1,
+        "path": str(marker),
+    }
+    path = with_target(tmp_path, "model.embed_dim", node)
+    with pytest.raises(ComponentError, match=r"model.embed_dim._target_: .*refused"):
+        load_module(path, trust_components=["tests"])
+    assert not marker.exists()
+
+
+def test_lightnings_load_from_checkpoint_is_the_safe_loader():
+    from latentflow.lightning.module import SequenceLitModule
+
+    with pytest.raises(ComponentError, match="trust_components=\\[tests\\]"):
+        SequenceLitModule.load_from_checkpoint(OLD_CKPT)
+    module = SequenceLitModule.load_from_checkpoint(OLD_CKPT, trust_components=["tests"])
+    assert type(module.net.prior.flow).__name__ == "AlternatingFlow"

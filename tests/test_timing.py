@@ -37,3 +37,26 @@ def test_timing_rows_add_up_and_a_resume_appends(real_data_root, tmp_path):
     train(compose_config("train", [*extra, "trainer.max_epochs=3", "ckpt_path=auto"], run))
     rows = list(csv.DictReader((run / "timing.csv").open()))
     assert [r["epoch"] for r in rows] == ["start", "0", "1", "start", "2"]
+
+
+@pytest.mark.slow
+def test_a_run_resumed_mid_epoch_writes_both_halves_of_the_cut_epoch(real_data_root, tmp_path):
+    """Lightning skips on_train_epoch_start when it restarts inside an epoch: the rest of that
+    epoch is still a row, and the two rows of the epoch add up to its batches."""
+    from pytorch_lightning.utilities.exceptions import SIGTERMException
+
+    run = tmp_path / "run"
+    extra = [
+        *JSB,
+        f"data.root={real_data_root}",
+        "callbacks.step_checkpoint.every_n_train_steps=1",
+    ]
+    extra += ["trainer.max_epochs=2"]
+    stop = ["+callbacks.sig._target_=tests.scale_helpers.SignalAtStep", "+callbacks.sig.step=4"]
+    stop += ["+callbacks.sig.signal=SIGTERM"]
+    with pytest.raises(SIGTERMException):
+        train(compose_config("train", [*extra, *stop], run))
+    train(compose_config("train", [*extra, "ckpt_path=auto"], run))
+    rows = list(csv.DictReader((run / "timing.csv").open()))
+    epoch_1 = [int(r["batches"]) for r in rows if r["epoch"] == "1"]
+    assert len(epoch_1) == 2 and sum(epoch_1) == 3, rows

@@ -188,13 +188,18 @@ def check_trusted(node: Any, key: str, trusted: tuple[str, ...] | list[str] = ()
     code that runs. A trusted prefix is checked twice: by name, so nothing untrusted is
     imported, and by the module that defines the object it names, so a dotted path through an
     imported module (``latentflow.run.os.system``) does not pass."""
-    prefixes = (*TRUSTED_BY_DEFAULT, *[str(t) for t in trusted])
+    users = tuple(str(t) for t in trusted)
+    prefixes = (*TRUSTED_BY_DEFAULT, *users)
     for where, target in _targets(node, key):
         defined_in = ""
         if isinstance(target, str) and _under(target, prefixes):
             obj = locate(target, where)
             defined_in = getattr(obj, "__module__", None) or ""
-            if _under(defined_in, prefixes):
+            if _under(defined_in, users):
+                continue  # the user's own code: whatever they trust
+            # latentflow's and torch.optim's parts are classes; their functions (a file writer,
+            # a downloader) are not parts a checkpoint may call
+            if _under(defined_in, TRUSTED_BY_DEFAULT) and inspect.isclass(obj):
                 continue
         shown = f"{target!r}" + (f" (defined in {defined_in})" if defined_in else "")
         top = str(target).split(".")[0] if isinstance(target, str) else "..."

@@ -128,10 +128,10 @@ def build_parser() -> argparse.ArgumentParser:
     def prior_args(p: argparse.ArgumentParser) -> None:
         p.add_argument(
             "--trust-components",
-            nargs="+",
+            action="append",
             default=[],
             metavar="MODULE",
-            help="module prefixes of a checkpoint's own parts you trust (e.g. my_pkg)",
+            help="a module prefix of a checkpoint's own parts you trust (e.g. my_pkg; repeat)",
         )
         p.add_argument("--text", default=DEFAULT_TEXT, help="the string (spaces or _)")
         p.add_argument(

@@ -129,7 +129,9 @@ def read_checkpoint(path: str | os.PathLike[str], key: str = "ckpt_path") -> dic
         ckpt = load_checkpoint_file(path)
     except UnsafeCheckpointError as err:
         raise ConfigError(f"{key}: {err}") from None
-    except (CheckpointReadError, OSError) as err:
+    except OSError as err:
+        raise ConfigError(f"{key}: cannot read {path} ({err.strerror or err})") from None
+    except CheckpointReadError as err:
         what = "empty" if path.stat().st_size == 0 else "truncated, corrupt or not a checkpoint"
         detail = str(err).splitlines()[0][:160] if str(err) else type(err).__name__
         raise ConfigError(f"{key}: cannot read {path}: {what} ({detail})") from None

@@ -326,10 +326,16 @@ class SampleLogger(pl.Callback):
 
         with tempfile.TemporaryDirectory(prefix="latentflow-samples-") as work:
             clips = []
-            for i, roll in enumerate(rolls):
-                path = Path(work) / f"sample_{i}.wav"
-                render_roll(roll, path, settings)
-                clips.append((path, soundfile.read(path, dtype="float32", always_2d=True)[0]))
+            try:
+                for i, roll in enumerate(rolls):
+                    path = Path(work) / f"sample_{i}.wav"
+                    render_roll(roll, path, settings)
+                    clip = soundfile.read(path, dtype="float32", always_2d=True)[0]
+                    clips.append((path, clip))
+            except Exception as err:  # audio is an extra: it never stops a fit
+                log.warning("samples are logged without audio from now on: %s", err)
+                self.audio = False
+                return
             for lg in loggers:
                 if isinstance(lg, WandbLogger):
                     import wandb
@@ -463,6 +469,9 @@ class PhaseTimer(pl.Callback):
 
     def on_train_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         self._close_epoch(trainer)
+        self._open_epoch(trainer)
+
+    def _open_epoch(self, trainer: pl.Trainer) -> None:
         now = self._now()
         self._epoch = {
             "epoch": trainer.current_epoch,
@@ -474,6 +483,8 @@ class PhaseTimer(pl.Callback):
         }
 
     def on_train_batch_start(self, trainer: pl.Trainer, *args: Any, **kwargs: Any) -> None:
+        if self._epoch is None:  # a run resumed mid-epoch: Lightning skips on_train_epoch_start
+            self._open_epoch(trainer)
         self._batch_start = self._now()
         self._written_at_batch = self._written(trainer)
 

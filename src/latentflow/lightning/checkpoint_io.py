@@ -159,7 +159,7 @@ class AtomicCheckpointIO(TorchCheckpointIO):
         """Lightning's resume and ``trainer.validate/test(ckpt_path=...)``: always the safe
         loader, whatever ``weights_only`` Lightning passes (remote URLs as Lightning loads them,
         also with ``weights_only=True``)."""
+        map_location = map_location or (lambda storage, loc: storage)  # Lightning's default
         if "://" in str(path) and not str(path).startswith("file://"):
             return super().load_checkpoint(path, map_location=map_location, weights_only=True)
-        local = str(path).removeprefix("file://")
-        return load_checkpoint_file(local, map_location or (lambda storage, loc: storage))
+        return load_checkpoint_file(str(path).removeprefix("file://"), map_location)

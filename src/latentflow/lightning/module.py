@@ -43,11 +43,12 @@ class SequenceLitModule(pl.LightningModule):
     ``components`` holds the resolved ``_target_`` nodes of the run as plain data: ``model``,
     ``prior`` (None for a model without one), ``optimizer`` and ``lr_schedule`` (None for a
     constant learning rate). They and every other constructor argument are saved in the
-    checkpoint, so ``SequenceLitModule.load_from_checkpoint(path)`` rebuilds the model with no
-    config file, a user's own classes included. ``length_distribution`` (p(T), from the data)
-    is not a hyperparameter: it travels in the state dict. ``data_config`` (the datamodule's
-    node) lets ``latentflow-eval`` rebuild the data, and ``run_config`` is the whole resolved
-    run config, kept for provenance. ``seed`` keys the per-batch random streams (module
+    checkpoint, so ``SequenceLitModule.load_from_checkpoint(path)`` (that is,
+    ``latentflow.run.load_module``) rebuilds the model with no config file, a user's own classes
+    included once trusted. ``length_distribution`` (p(T), from the data) is not a
+    hyperparameter: it travels in the state dict. ``data_config`` (the datamodule's node) lets
+    ``latentflow-eval`` rebuild the data, and ``run_config`` is the whole resolved run config,
+    kept for provenance. ``seed`` keys the per-batch random streams (module
     docstring); None keeps PyTorch's global stream as it is.
     """
 
@@ -99,6 +100,18 @@ class SequenceLitModule(pl.LightningModule):
         for metric in self.sums.values():
             metric.set_dtype(torch.float64)
         self.final_metrics: dict[str, dict[str, float]] = {}
+
+    @classmethod
+    def load_from_checkpoint(  # type: ignore[override]
+        cls, checkpoint_path: Any, map_location: Any = None, trust_components: Any = (), **_: Any
+    ) -> SequenceLitModule:
+        """The module of a checkpoint, opened safely: ``latentflow.run.load_module`` (the
+        unpickling runs no code, and the component targets are checked before any is built;
+        ``trust_components=["my_pkg"]`` admits your own). Lightning's own loader would build
+        whatever the checkpoint names."""
+        from latentflow.run import load_module
+
+        return load_module(checkpoint_path, map_location or "cpu", trust_components)
 
     def setup(self, stage: str) -> None:
         """Own tensors in every process. ``ddp_spawn`` hands the module to its workers through
