@@ -5,6 +5,8 @@ from __future__ import annotations
 import functools
 import importlib.util
 import json
+import os
+import subprocess
 import sys
 from pathlib import Path
 from typing import Any
@@ -20,6 +22,21 @@ from latentflow.models.build import build_net
 from latentflow.run import CONF_DIR, components_of
 
 BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
+
+
+def run_module(
+    module: str, *args: str, cwd: Path, env: dict[str, str] | None = None, timeout: float = 600
+) -> subprocess.CompletedProcess:
+    """``python -m <module> <args>`` in a fresh process at one thread, its output captured;
+    ``env`` adds to (or overrides) this process's environment."""
+    return subprocess.run(
+        [sys.executable, "-m", module, *args],
+        capture_output=True,
+        text=True,
+        cwd=cwd,
+        env={**os.environ, "OMP_NUM_THREADS": "1", **(env or {})},
+        timeout=timeout,
+    )
 
 
 def load_benchmark(name: str):

@@ -6,13 +6,14 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 from latentflow.audio import AudioError, AudioSettings, check_audio, default_soundfont, render_roll
+
+from .helpers import run_module
 
 HAVE_AUDIO = shutil.which("fluidsynth") is not None and default_soundfont() is not None
 if not HAVE_AUDIO and os.environ.get("LATENTFLOW_REQUIRE_AUDIO"):
@@ -120,15 +121,7 @@ def test_a_file_that_is_not_a_soundfont_and_a_missing_fluidsynth(tmp_path, monke
 
 
 def cli(tool: str, *args: str, cwd: Path, root: Path) -> subprocess.CompletedProcess:
-    env = {**os.environ, "LATENTFLOW_DATA": str(root), "OMP_NUM_THREADS": "1"}
-    return subprocess.run(
-        [sys.executable, "-m", f"latentflow.{tool}", *args],
-        capture_output=True,
-        text=True,
-        cwd=cwd,
-        env=env,
-        timeout=600,
-    )
+    return run_module(f"latentflow.{tool}", *args, cwd=cwd, env={"LATENTFLOW_DATA": str(root)})
 
 
 @needs_audio

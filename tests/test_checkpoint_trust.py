@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import os
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -21,6 +20,8 @@ from latentflow.components import ComponentError, check_trusted, instantiate
 from latentflow.config_checks import ConfigError
 from latentflow.lightning.checkpoint_io import load_checkpoint_file
 from latentflow.run import load_module
+
+from .helpers import run_module
 
 REPO = Path(__file__).resolve().parents[1]
 OLD_CKPT = Path(__file__).resolve().parent / "data" / "user_parts_v0.1.ckpt"
@@ -135,16 +136,8 @@ def test_a_role_target_that_is_not_a_class_is_refused_unrun(tmp_path):
     assert not marker.exists()
 
 
-def cli(*argv: str, cwd: Path) -> subprocess.CompletedProcess:
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}
-    return subprocess.run(
-        [sys.executable, "-m", *argv],
-        capture_output=True,
-        text=True,
-        cwd=cwd,
-        env=env,
-        timeout=120,
-    )
+def cli(module: str, *args: str, cwd: Path) -> subprocess.CompletedProcess:
+    return run_module(module, *args, cwd=cwd, env={"PYTHONPATH": str(REPO)}, timeout=120)
 
 
 @pytest.mark.slow

@@ -4,9 +4,7 @@ One table per tool; the CLI is exercised for a sample of it (exit 2, one line, n
 
 from __future__ import annotations
 
-import os
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -19,7 +17,7 @@ from latentflow.config_checks import (
     validate_train_config,
 )
 
-from .helpers import compose_config
+from .helpers import compose_config, run_module
 
 TRAIN = [
     (["seed=-1"], r"seed must be an integer in \[0, 4294967295\], got -1"),
@@ -110,16 +108,8 @@ def test_a_checkpoint_with_non_finite_weights_is_refused(tmp_path):
         check_finite_weights(module, "nan.ckpt")
 
 
-def cli(*argv: str, cwd: Path) -> subprocess.CompletedProcess:
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    return subprocess.run(
-        [sys.executable, "-m", *argv],
-        capture_output=True,
-        text=True,
-        cwd=cwd,
-        env=env,
-        timeout=120,
-    )
+def cli(module: str, *args: str, cwd: Path) -> subprocess.CompletedProcess:
+    return run_module(module, *args, cwd=cwd, timeout=120)
 
 
 @pytest.mark.slow
