@@ -166,7 +166,7 @@ class StepCheckpoint(_StepBoundary):
         n = self.every_n_train_steps
         if self._note_step(trainer) and n and trainer.global_step % n == 0:
             if not self._ends_the_epoch(trainer):  # class docstring: the epoch-end edge
-                trainer.save_checkpoint(self.path)
+                trainer.save_checkpoint(self.path, weights_only=False)  # full state
 
 
 class PreemptionCheckpoint(_StepBoundary):
@@ -221,7 +221,7 @@ class PreemptionCheckpoint(_StepBoundary):
             return  # at an epoch's last batch: after its validation, at the next step
         if not trainer.strategy.reduce_boolean_decision(self.requested, all=False):
             return
-        trainer.save_checkpoint(self.path)
+        trainer.save_checkpoint(self.path, weights_only=False)  # full state
         log.warning("saved %s (step %d); stopping", self.path, trainer.global_step)
         previous, signum = self._previous, self._signum
         self.teardown(trainer, pl_module, "fit")
@@ -258,7 +258,7 @@ class PreemptionCheckpoint(_StepBoundary):
                 "SIGTERM at the end of epoch %d: resume from last.ckpt", trainer.current_epoch
             )
             return
-        trainer.save_checkpoint(self.path)
+        trainer.save_checkpoint(self.path, weights_only=False)  # full state
         log.warning("SIGTERM: saved %s (step %d)", self.path, trainer.global_step)
 
 
