@@ -17,6 +17,7 @@ from hydra.core.global_hydra import GlobalHydra
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, open_dict
 
+from latentflow import recipes
 from latentflow.components import instantiate
 from latentflow.models.build import build_net
 from latentflow.run import CONF_DIR, components_of
@@ -74,26 +75,12 @@ def compose_config(name: str, overrides: list[str], out_dir: Path | None = None)
     return cfg
 
 
-# Every prior of Tables 1-2, by its config name; VARIANTS adds the parts beyond the paper.
-PRIORS = (
-    "af_af",
-    "af_scf",
-    "iaf_scf",
-    "af_only",
-    "ablation_no_nlsq",
-    "ablation_no_af_hidden",
-    "ablation_no_af_hidden_no_nlsq",
-)
+# Every prior of Tables 1-2 and every variant beyond the paper (latentflow.recipes), by name:
+# name -> (prior, overrides).
+PRIORS = recipes.priors()
 VARIANTS = {
     **{name: (name, ()) for name in PRIORS},
-    "af_af+spline": ("af_af", ("transform=spline",)),
-    "af_scf+spline": ("af_scf", ("transform=spline",)),
-    "iaf_scf+spline": ("iaf_scf", ("transform=spline",)),
-    "af_only+spline": ("af_only", ("transform=spline",)),
-    "ablation_no_af_hidden+spline": ("ablation_no_af_hidden", ("transform=spline",)),
-    "af_af+attention": ("af_af", ("conditioner=attention",)),
-    "iaf_scf+attention": ("iaf_scf", ("conditioner=attention",)),
-    "iaf_scf+attention+spline": ("iaf_scf", ("conditioner=attention", "transform=spline")),
+    **{v.name: (v.prior, v.parts) for v in recipes.VARIANTS},
 }
 
 
