@@ -15,13 +15,23 @@ class EarlyStoppingAfter(EarlyStopping):
     ``min_epochs`` by merely postponing a stop it already decided, ends the run right at
     ``min_epochs`` even when the NLL is still improving. Here epochs before ``start_epoch``
     neither count towards patience nor set the best score. ``start_epoch=None`` is 0.
+
+    Only public hooks: the check runs in ``on_train_epoch_end`` or ``on_validation_end``
+    (``check_on_train_epoch_end`` picks which); before the start both do nothing.
     """
 
     def __init__(self, start_epoch: int | None = 0, start_step: int = 0, **kwargs) -> None:
         super().__init__(**kwargs)
         self.start_epoch, self.start_step = start_epoch or 0, start_step
 
-    def _run_early_stopping_check(self, trainer: pl.Trainer) -> None:
-        if trainer.current_epoch < self.start_epoch or trainer.global_step < self.start_step:
-            return
-        super()._run_early_stopping_check(trainer)
+    def started(self, trainer: pl.Trainer) -> bool:
+        """Whether the checks have started (the annealing phase is over)."""
+        return trainer.current_epoch >= self.start_epoch and trainer.global_step >= self.start_step
+
+    def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if self.started(trainer):
+            super().on_train_epoch_end(trainer, pl_module)
+
+    def on_validation_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if self.started(trainer):
+            super().on_validation_end(trainer, pl_module)
