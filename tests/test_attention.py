@@ -7,8 +7,9 @@ from __future__ import annotations
 import pytest
 import torch
 
+from latentflow.config_checks import check_components
 from latentflow.models import AttentionConditioner
-from latentflow.run import check_components, train
+from latentflow.run import train
 
 from .helpers import TINY, compose_config
 

@@ -96,7 +96,7 @@ def test_a_checkpoint_of_latentflow_0_1_loads_with_its_user_parts_trusted():
         {"_target_": "os.system", "command": "touch {marker}"},
         {"_target_": "subprocess.run", "args": ["touch", "{marker}"]},
         # a dotted path through a latentflow module that imported os: not latentflow's code
-        {"_target_": "latentflow.run.os.system", "command": "touch {marker}"},
+        {"_target_": "latentflow.rundir.os.system", "command": "touch {marker}"},
     ],
     ids=["os.system", "subprocess.run", "through-latentflow"],
 )

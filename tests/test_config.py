@@ -8,10 +8,10 @@ import pytest
 from omegaconf import open_dict
 
 from latentflow.components import ComponentError, instantiate
-from latentflow.config_checks import ConfigError, validate_train_config
+from latentflow.config_checks import ConfigError, check_components, validate_train_config
 from latentflow.lightning.anneal import KLSchedule
 from latentflow.models.build import build_net
-from latentflow.run import CONF_DIR, check_components, components_of
+from latentflow.run import CONF_DIR, components_of
 
 from .helpers import compose_config
 

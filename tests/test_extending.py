@@ -13,9 +13,9 @@ from pathlib import Path
 import pytest
 import torch
 
+from latentflow.config_checks import check_components
 from latentflow.flows import AutoregressiveLayer
 from latentflow.lightning.checkpoint_io import load_checkpoint_file
-from latentflow.run import check_components
 
 from .helpers import compose_config
 from .user_components import AlternatingFlow, SinhArcsinh

@@ -9,8 +9,9 @@ from pathlib import Path
 import pytest
 import tomllib
 
+from latentflow.cli import one_line
 from latentflow.config_checks import ConfigError
-from latentflow.run import one_line, tune_malloc_here
+from latentflow.configs import tune_malloc_here
 from latentflow.tracking import check_logger_extras
 
 from .helpers import compose_config

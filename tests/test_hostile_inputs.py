@@ -97,7 +97,8 @@ def test_a_run_directory_that_cannot_be_created_is_one_line(tmp_path):
 
 
 def test_a_checkpoint_with_non_finite_weights_is_refused(tmp_path):
-    from latentflow.run import check_finite_weights, load_module
+    from latentflow.loading import check_finite_weights
+    from latentflow.run import load_module
 
     ckpt = Path(__file__).resolve().parent / "data" / "user_parts_v0.1.ckpt"
     module = load_module(ckpt, trust_components=["tests"])

@@ -21,16 +21,12 @@ import torch
 from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
 
-from latentflow.config_checks import ConfigError
+from latentflow.assembly import evaluate_best
+from latentflow.config_checks import ConfigError, check_cluster
 from latentflow.data.batching import BucketBatchSampler
 from latentflow.lightning.distributed import ddp_strategy
-from latentflow.run import (
-    CONF_DIR,
-    check_cluster,
-    datamodule_from_checkpoint,
-    evaluate_best,
-    load_module,
-)
+from latentflow.loading import datamodule_from_checkpoint
+from latentflow.run import CONF_DIR, load_module
 
 from .helpers import compose_config
 from .scale_helpers import (
@@ -186,8 +182,8 @@ def test_slurm_tasks_per_node_must_match_devices(tmp_path, monkeypatch):
 def test_under_slurm_lightnings_own_requeue_is_off(monkeypatch):
     from pytorch_lightning.plugins.environments import SLURMEnvironment
 
+    from latentflow.assembly import build_plugins
     from latentflow.lightning.checkpoint_io import AtomicCheckpointIO
-    from latentflow.run import build_plugins
 
     assert [type(p) for p in build_plugins()] == [AtomicCheckpointIO]
     monkeypatch.setenv("SLURM_NTASKS", "1")

@@ -16,6 +16,7 @@ import pytorch_lightning as pl
 import torch
 from pytorch_lightning.utilities.exceptions import SIGTERMException
 
+from latentflow.assembly import build_plugins
 from latentflow.lightning.callbacks import POSITION_KEY, PreemptionCheckpoint
 from latentflow.lightning.checkpoint_io import (
     TMP_PREFIX,
@@ -24,7 +25,7 @@ from latentflow.lightning.checkpoint_io import (
     load_checkpoint_file,
 )
 from latentflow.lightning.distributed import ddp_strategy
-from latentflow.run import build_plugins, train
+from latentflow.run import train
 
 from .helpers import compose_config
 from .scale_helpers import (

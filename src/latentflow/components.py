@@ -187,7 +187,7 @@ def check_trusted(node: Any, key: str, trusted: tuple[str, ...] | list[str] = ()
     ``["my_pkg"]``). For nodes read from a file someone else wrote (a checkpoint): a target is
     code that runs. A trusted prefix is checked twice: by name, so nothing untrusted is
     imported, and by the module that defines the object it names, so a dotted path through an
-    imported module (``latentflow.run.os.system``) does not pass."""
+    imported module (``latentflow.rundir.os.system``) does not pass."""
     users = tuple(str(t) for t in trusted)
     prefixes = (*TRUSTED_BY_DEFAULT, *users)
     for where, target in _targets(node, key):

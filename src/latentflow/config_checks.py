@@ -1,15 +1,22 @@
 """Start-up validation: every bad setting is a one-line error naming its config key, raised
-before any data is read or any model is built. The model parts themselves are checked by
-``latentflow.run.check_components`` (import, arguments, protocols).
+before any data is read or any model is built.
 
 ``validate_train_config``, ``validate_eval_config`` and ``validate_sample_config`` are the
-three tools' entry points; the checks they share are the helpers below."""
+three tools' entry points; the checks they share are the helpers below. ``check_components``
+builds every model part once on a tiny stand-in (imports, arguments, protocols) and
+``check_cluster`` compares the Trainer's devices with Slurm's tasks."""
 
 from __future__ import annotations
 
 import math
+import os
 from typing import Any
 
+import torch
+from omegaconf import DictConfig
+
+from latentflow.components import ComponentError, instantiate, is_node
+from latentflow.configs import components_of, model_name, plain
 from latentflow.lightning.anneal import SCHEDULE_KINDS
 
 
@@ -174,4 +181,72 @@ def validate_trainer(trainer: Any) -> None:
             raise ConfigError(
                 f"trainer.accelerator={accelerator} but this machine has no usable CUDA GPU "
                 f"(torch {torch.__version__}): use trainer=cpu, or install a CUDA build of torch"
+            )
+
+
+def check_components(cfg: DictConfig) -> None:
+    """Build every model part once on a tiny stand-in of the data, before anything is read:
+    each import, argument and protocol error is one ``ComponentError`` naming its key."""
+    import inspect
+
+    from latentflow.components import locate
+    from latentflow.models.build import build_net
+
+    components = components_of(cfg)
+    model = components["model"]
+    if not is_node(model):
+        raise ConfigError("model: no model chosen (model=flow | model=lstm, or model._target_)")
+    target = locate(model["_target_"], "model")
+    try:
+        takes_prior = "prior" in inspect.signature(target).parameters
+    except (TypeError, ValueError):
+        takes_prior = components["prior"] is not None
+    if takes_prior and components["prior"] is None:
+        raise ConfigError(
+            f"prior: {model_name(components)} needs a prior: choose one (prior=af_af, "
+            "prior=iaf_scf, ...) or set prior._target_"
+        )
+    if not takes_prior and components["prior"] is not None:
+        raise ConfigError(
+            f"prior: {model_name(components)} takes no prior: drop it (~prior) or choose a "
+            "latent model (model=flow)"
+        )
+    data_target = plain(cfg.data).get("_target_") if cfg.get("data") else None
+    kind = getattr(locate(data_target, "data"), "kind", "text") if data_target else "text"
+    stand_in = {"kind": kind if kind in ("text", "music") else "text", "num_features": 8}
+    stand_in["max_length"] = 16
+    with torch.random.fork_rng(devices=[]):
+        net = build_net(components, stand_in)
+        make_optimizer = instantiate(components["optimizer"], "optimizer", partial=True)
+        optimizer = make_optimizer(net.parameters())
+        if components["lr_schedule"] is not None:
+            from latentflow.protocols import ValidationLRSchedule, missing_members
+
+            schedule = instantiate(components["lr_schedule"], "lr_schedule", partial=True)(
+                optimizer
+            )
+            torch_kinds = (
+                torch.optim.lr_scheduler.LRScheduler,
+                torch.optim.lr_scheduler.ReduceLROnPlateau,
+            )
+            missing = missing_members(schedule, ValidationLRSchedule)
+            if not isinstance(schedule, torch_kinds) and missing:
+                raise ComponentError(
+                    f"lr_schedule: {type(schedule).__name__} is neither a torch LR scheduler "
+                    "nor a ValidationLRSchedule (latentflow.protocols): missing "
+                    + ", ".join(missing)
+                )
+
+
+def check_cluster(cfg: DictConfig) -> None:
+    """Under Slurm the srun tasks are the ranks: tasks per node must equal trainer.devices."""
+    from pytorch_lightning.plugins.environments import SLURMEnvironment
+
+    per_node = os.environ.get("SLURM_NTASKS_PER_NODE", "").split("(")[0]
+    devices = cfg.trainer.get("devices")
+    if per_node.isdigit() and isinstance(devices, int) and SLURMEnvironment.detect():
+        if int(per_node) != devices:
+            raise ConfigError(
+                f"trainer.devices={devices} but Slurm runs {per_node} tasks per node: set "
+                f"trainer.devices={per_node} (hydra/launcher=slurm ties the two)"
             )

@@ -7,23 +7,19 @@ write its validation/test metrics (``metrics.json`` in this run's directory).
 
 from __future__ import annotations
 
-import sys
-
 import hydra
 import torch
 from omegaconf import DictConfig
 
-from latentflow.run import CONF_DIR, USER_ERRORS, evaluate, run_cli
+from latentflow.cli import run_cli, run_task
+from latentflow.configs import CONF_DIR
+from latentflow.run import evaluate
 
 
 @hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="eval")
 def main(cfg: DictConfig) -> None:
     torch.set_grad_enabled(False)
-    try:
-        evaluate(cfg)
-    except USER_ERRORS as err:
-        print(f"latentflow-eval: error: {err}", file=sys.stderr)
-        raise SystemExit(2) from None
+    run_task("latentflow-eval", evaluate, cfg)
 
 
 def cli() -> None:

@@ -38,6 +38,14 @@ def resuming(ckpt_path: Any) -> bool:
     return ckpt_path is not None or int(os.environ.get("SLURM_RESTART_COUNT") or 0) > 0
 
 
+def in_sweep() -> bool:
+    """Whether this process runs a job of a Hydra multirun."""
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
+
+    return HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN
+
+
 class RunDirGuard(Callback):
     """Lock the run directory and check it before Hydra writes into it (module docstring)."""
 

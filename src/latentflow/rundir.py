@@ -232,3 +232,10 @@ def clean_debris(ckpt_dir: Path, ckpt: Mapping[str, Any]) -> list[str]:
     if removed:
         log.info("removed debris of interrupted runs: %s", ", ".join(sorted(removed)))
     return removed
+
+
+def write_json(path: Path, payload: dict[str, Any]) -> None:
+    """``payload`` as JSON at ``path``, atomically (a temporary file renamed over it)."""
+    tmp = path.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(payload, indent=2, sort_keys=True, default=float))
+    tmp.replace(path)

@@ -18,17 +18,15 @@ import hydra
 import torch
 from omegaconf import DictConfig
 
-from latentflow.run import CONF_DIR, USER_ERRORS, run_cli, sample
+from latentflow.cli import run_cli, run_task
+from latentflow.configs import CONF_DIR
+from latentflow.run import sample
 
 
 @hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="sample")
 def main(cfg: DictConfig) -> None:
     torch.set_grad_enabled(False)
-    try:
-        sample(cfg)
-    except USER_ERRORS as err:
-        print(f"latentflow-sample: error: {err}", file=sys.stderr)
-        raise SystemExit(2) from None
+    run_task("latentflow-sample", sample, cfg)
 
 
 def cli() -> None:

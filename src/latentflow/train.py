@@ -25,7 +25,9 @@ import hydra
 from omegaconf import DictConfig
 from pytorch_lightning.utilities.exceptions import SIGTERMException
 
-from latentflow.run import CONF_DIR, USER_ERRORS, TrialFailed, in_sweep, run_cli, train
+from latentflow.cli import run_cli, run_task
+from latentflow.configs import CONF_DIR
+from latentflow.run import train
 
 
 @hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="train")
@@ -33,17 +35,7 @@ def main(cfg: DictConfig) -> float | None:
     """One run; under ``-m`` one trial of a sweep, whose failure is recorded (``failed.json``
     in its directory) and raised as ``TrialFailed`` for the sweeper, so the sweep goes on."""
     try:
-        value, payload = train(cfg)
-        if payload.get("already_finished"):
-            print(
-                f"latentflow-train: {cfg.paths.output_dir} is already finished "
-                f"({payload['already_finished']}); nothing to do",
-                file=sys.stderr,
-            )
-    except USER_ERRORS as err:
-        fail(cfg, err, 2)
-    except FloatingPointError as err:  # the non-finite guard gave up, or nothing was learned
-        fail(cfg, err, 1)
+        value, payload = run_task("latentflow-train", train, cfg)
     except SIGTERMException:
         last = Path(cfg.paths.output_dir) / "checkpoints" / "last.ckpt"
         print(
@@ -51,15 +43,13 @@ def main(cfg: DictConfig) -> float | None:
             file=sys.stderr,
         )
         raise SystemExit(128 + 15) from None
+    if payload.get("already_finished"):
+        print(
+            f"latentflow-train: {cfg.paths.output_dir} is already finished "
+            f"({payload['already_finished']}); nothing to do",
+            file=sys.stderr,
+        )
     return value
-
-
-def fail(cfg: DictConfig, err: Exception, code: int) -> None:
-    """One line on stderr; then exit ``code``, or, in a sweep, let the sweeper record it."""
-    print(f"latentflow-train: error: {err}", file=sys.stderr)
-    if in_sweep():
-        raise TrialFailed.record(Path(cfg.paths.output_dir), err) from None
-    raise SystemExit(code) from None
 
 
 def cli() -> None:
