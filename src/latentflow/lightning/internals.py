@@ -48,6 +48,15 @@ def set_sigterm_received(trainer: pl.Trainer, received: bool) -> None:
         trainer._signal_connector.received_sigterm = received
 
 
+def attached_trainer(module: pl.LightningModule) -> pl.Trainer | None:
+    """The ``Trainer`` the module is attached to, or None (built alone, or loaded for sampling).
+
+    No public API asks whether a module is attached: ``module.trainer`` raises when it is not.
+    Relies on ``LightningModule._trainer``, what that property returns.
+    """
+    return module._trainer
+
+
 def timer_budget_is_set(timer: Timer) -> bool:
     """Whether the ``Timer`` has a time budget (``max_time``), so that it may stop the fit.
 

@@ -24,6 +24,7 @@ from torchmetrics import SumMetric
 
 from latentflow.components import ComponentError, instantiate
 from latentflow.lightning.anneal import KLSchedule
+from latentflow.lightning.internals import attached_trainer
 from latentflow.models.build import build_net, has_prior
 from latentflow.models.objectives import nll_metrics
 from latentflow.protocols import ValidationLRSchedule, missing_members
@@ -131,14 +132,15 @@ class SequenceLitModule(pl.LightningModule):
 
     # ------------------------------------------------------------------ training
     def kl_weight(self) -> float:
-        n = self.trainer.num_training_batches if self._trainer is not None else 0
+        n = self.trainer.num_training_batches if attached_trainer(self) is not None else 0
         batch_idx = getattr(self, "_batch_idx", 0)
         fraction = batch_idx / n if n and math.isfinite(n) else 0.0
         return self.schedule.weight(self.current_epoch, fraction, self.global_step)
 
     def on_train_batch_start(self, batch: Any, batch_idx: int) -> None:
         self._batch_idx = batch_idx
-        if batch_idx == 0 and self.make_lr_schedule is not None and self._trainer is not None:
+        attached = attached_trainer(self) is not None
+        if batch_idx == 0 and self.make_lr_schedule is not None and attached:
             self.log("train/lr", self.trainer.optimizers[0].param_groups[0]["lr"])
         if self.seed is not None:
             # The noise of this batch (ELBO samples, dropout) depends only on where it is.
@@ -172,7 +174,7 @@ class SequenceLitModule(pl.LightningModule):
         if loss_finite is not None:
             finite = loss_finite if finite is None else finite & loss_finite.to(finite.device)
         ok = True if finite is None else bool(finite)
-        if self._trainer is not None and self.trainer.world_size > 1:
+        if attached_trainer(self) is not None and self.trainer.world_size > 1:
             ok = self.trainer.strategy.reduce_boolean_decision(ok, all=True)
         if not ok:
             optimizer.zero_grad(set_to_none=True)
@@ -214,7 +216,7 @@ class SequenceLitModule(pl.LightningModule):
         """Step a validation-driven LR schedule with this validation's metrics. Called at the
         validation epoch's end, before any callback's ``on_validation_end``: the checkpoint
         ``ModelCheckpoint`` writes then holds the schedule (and the LR) after this step."""
-        schedule, trainer = self.lr_schedule, self._trainer
+        schedule, trainer = self.lr_schedule, attached_trainer(self)
         if schedule is None or trainer is None or trainer.sanity_checking:
             return
         if trainer.state.fn != "fit":
@@ -229,7 +231,7 @@ class SequenceLitModule(pl.LightningModule):
     # ------------------------------------------------------------------ evaluation
     def _eval_step(self, batch: dict[str, torch.Tensor], stage: str) -> None:
         x, lengths = batch["x"], batch["lengths"]
-        fitting = self._trainer is not None and self.trainer.state.fn == "fit"
+        fitting = attached_trainer(self) is not None and self.trainer.state.fn == "fit"
         S = self.val_samples if (fitting and self.val_samples) else self.eval_samples
         # Importance samples keyed by the batch's first sequence: the same on any rank and in any
         # order, and the global stream (training's) is left untouched.
@@ -285,7 +287,7 @@ class SequenceLitModule(pl.LightningModule):
 
     # ------------------------------------------------------------------ checkpoint extras
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        checkpoint["kl_weight"] = self.kl_weight() if self._trainer is not None else None
+        checkpoint["kl_weight"] = self.kl_weight() if attached_trainer(self) is not None else None
         checkpoint["nonfinite_in_a_row"] = self.nonfinite_in_a_row
         if self.lr_schedule is not None:
             checkpoint["lr_schedule"] = self.lr_schedule.state_dict()
