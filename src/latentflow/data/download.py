@@ -27,6 +27,8 @@ import urllib.request
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 
+from latentflow.data.errors import DataError  # also importable from here, as before
+
 ENV_VAR = "LATENTFLOW_DATA"
 DEFAULT_ROOT = "data"
 
@@ -87,10 +89,6 @@ SOURCES: dict[str, str] = {
 }
 
 _CHUNK = 1 << 20
-
-
-class DataError(ValueError):
-    """A data file is missing, corrupt or malformed; the message names the file."""
 
 
 class DownloadError(DataError):

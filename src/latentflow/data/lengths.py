@@ -1,6 +1,7 @@
 """The empirical length distribution p(T) of a dataset, add-alpha smoothed (paper Section 6).
 
 The model's likelihood of a sequence includes log p(T), so reported NLLs count the length term.
+`fit_length_distribution` is the one place a datamodule's p(T) is built from its lengths.
 """
 
 from __future__ import annotations
@@ -8,6 +9,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 
+import numpy as np
 import torch
 from torch import Tensor, nn
 
@@ -108,3 +110,18 @@ class LengthDistribution(nn.Module):
             raise ValueError("the length distribution has no mass: load a state dict first")
         draws = torch.multinomial(probs, n, replacement=True, generator=generator)  # [n]
         return draws.to(self.log_probs.device)
+
+
+MUSIC_HEADROOM = 1.25  # the music reference's support: 1..ceil(1.25 x the longest seen)
+
+
+def fit_length_distribution(
+    counted: Sequence[Sequence[int]], smoothing: float, support: int | None = None
+) -> LengthDistribution:
+    """p(T): the add-``smoothing`` histogram of the lengths of every array in ``counted`` (e.g.
+    train only, or train and valid) over 1..``support``; ``support=None`` gives
+    1..ceil(1.25 x the longest counted length), as the music reference builds it."""
+    seen = np.concatenate([np.asarray(lengths, dtype=np.int64) for lengths in counted])
+    if support is None:
+        support = math.ceil(MUSIC_HEADROOM * int(seen.max())) if len(seen) else 1
+    return LengthDistribution.from_lengths(seen.tolist(), support, smoothing)

@@ -12,7 +12,7 @@ from __future__ import annotations
 import io
 import zipfile
 import zlib
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -22,14 +22,14 @@ from torch.utils.data import Dataset
 
 from latentflow.data.download import (
     KNOWN_SHA256,
-    DataError,
     ensure_downloaded,
     missing_error,
     verify_file,
     write_atomic,
 )
+from latentflow.data.errors import DataError
+from latentflow.data.splits import SPLITS
 
-SPLITS = ("train", "valid", "test")
 LOWEST_NOTE = 21  # A0
 HIGHEST_NOTE = 108  # C8
 NUM_NOTES = HIGHEST_NOTE - LOWEST_NOTE + 1  # 88
@@ -54,7 +54,7 @@ def mat_file(name: str) -> str:
 
 def check_name(name: str) -> None:
     if name not in MAT_NAMES:
-        raise ValueError(f"data.name must be one of {sorted(MAT_NAMES)}, got {name!r}")
+        raise DataError(f"data.name must be one of {sorted(MAT_NAMES)}, got {name!r}")
 
 
 class MusicDataset(Dataset):
@@ -203,8 +203,41 @@ def _check_split(path: Path, split: str, arrays: Mapping[str, np.ndarray]) -> Mu
     return MusicDataset(notes, steps, seqs, str(path))
 
 
+def rolls_to_arrays(rolls: Sequence[np.ndarray]) -> dict[str, np.ndarray]:
+    """One split's stored arrays (``notes``, ``step_offsets``, ``seq_offsets``, module
+    docstring) from its piano rolls, each [T, 88] of 0/1."""
+    notes, steps, seqs = [], [0], [0]
+    for roll in rolls:
+        t, col = np.nonzero(roll)  # row-major: ascending notes within a step
+        notes.append((col + LOWEST_NOTE).astype(np.uint8))
+        per_step = np.bincount(t, minlength=roll.shape[0])  # [T]
+        steps.extend((steps[-1] + np.cumsum(per_step)).tolist())
+        seqs.append(seqs[-1] + roll.shape[0])
+    empty = np.zeros(0, dtype=np.uint8)
+    return {
+        "notes": np.concatenate(notes) if notes else empty,
+        "step_offsets": np.asarray(steps, dtype=np.int64),
+        "seq_offsets": np.asarray(seqs, dtype=np.int64),
+    }
+
+
+def check_roll(path: Path, key: str, i: int, roll: np.ndarray) -> None:
+    """A .mat's sequence ``i`` must be a T x 88 matrix of 0/1."""
+    if roll.ndim != 2 or roll.shape[1] != NUM_NOTES:
+        raise DataError(
+            f"{path}: {key} sequence {i} must be a T x {NUM_NOTES} matrix "
+            f"(column j = MIDI note {LOWEST_NOTE} + j), got shape {roll.shape}"
+        )
+    if not np.isin(roll, (0, 1)).all():
+        t, j = (int(v[0]) for v in np.nonzero(~np.isin(roll, (0, 1))))
+        raise DataError(
+            f"{path}: {key} sequence {i} holds {float(roll[t, j])} at step {t}, note "
+            f"{LOWEST_NOTE + j}: a piano roll is 0/1 (shape {roll.shape} is right)"
+        )
+
+
 def arrays_from_mat(path: Path) -> dict[str, np.ndarray]:
-    """The .npz arrays (README 2.1) from a .mat of 1 x N cells of T x 88 0/1 matrices."""
+    """The .npz arrays from a .mat of 1 x N cells of T x 88 0/1 matrices."""
     try:
         import scipy.io
     except ImportError as err:
@@ -218,29 +251,11 @@ def arrays_from_mat(path: Path) -> dict[str, np.ndarray]:
         key = f"{split}data"
         if key not in mat:
             raise DataError(f"{path}: missing variable {key!r}")
-        notes, steps, seqs = [], [0], [0]
-        for i, roll in enumerate(np.asarray(mat[key]).ravel()):
-            roll = np.asarray(roll)
-            if roll.ndim != 2 or roll.shape[1] != NUM_NOTES:
-                raise DataError(
-                    f"{path}: {key} sequence {i} must be a T x {NUM_NOTES} matrix "
-                    f"(column j = MIDI note {LOWEST_NOTE} + j), got shape {roll.shape}"
-                )
-            if not np.isin(roll, (0, 1)).all():
-                t, j = (int(v[0]) for v in np.nonzero(~np.isin(roll, (0, 1))))
-                raise DataError(
-                    f"{path}: {key} sequence {i} holds {float(roll[t, j])} at step {t}, note "
-                    f"{LOWEST_NOTE + j}: a piano roll is 0/1 (shape {roll.shape} is right)"
-                )
-            t, col = np.nonzero(roll)  # row-major: ascending notes within a step
-            notes.append((col + LOWEST_NOTE).astype(np.uint8))
-            per_step = np.bincount(t, minlength=roll.shape[0])  # [T]
-            steps.extend((steps[-1] + np.cumsum(per_step)).tolist())
-            seqs.append(seqs[-1] + roll.shape[0])
-        empty = np.zeros(0, dtype=np.uint8)
-        arrays[f"{split}_notes"] = np.concatenate(notes) if notes else empty
-        arrays[f"{split}_step_offsets"] = np.asarray(steps, dtype=np.int64)
-        arrays[f"{split}_seq_offsets"] = np.asarray(seqs, dtype=np.int64)
+        rolls = [np.asarray(roll) for roll in np.asarray(mat[key]).ravel()]
+        for i, roll in enumerate(rolls):
+            check_roll(path, key, i, roll)
+        for name, array in rolls_to_arrays(rolls).items():
+            arrays[f"{split}_{name}"] = array
     return arrays
 
 

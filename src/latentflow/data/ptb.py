@@ -16,31 +16,30 @@ of the 3,761 test sentences) or "keep" (score every sentence).
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from itertools import chain
 from pathlib import Path
 
 import numpy as np
-import torch
-from torch import Tensor
-from torch.utils.data import Dataset
 
 from latentflow.data.download import (
     KNOWN_SHA256,
-    DataError,
     ensure_downloaded,
     missing_error,
     verify_file,
     write_atomic,
 )
+from latentflow.data.errors import DataError
+from latentflow.data.splits import SPLITS
+from latentflow.data.text_dataset import TextDataset, encode_sentences
+from latentflow.data.text_reader import read_text
 from latentflow.data.vocab import CharVocab
 
 log = logging.getLogger(__name__)
 
-SPLITS = ("train", "valid", "test")
 WORD_TRAIN = "ptb/ptb.train.txt"
 EVAL_LONG = ("drop", "keep")
+ENCODING = "UTF-8"
 
 
 def char_file(split: str) -> str:
@@ -57,7 +56,7 @@ def chars_from_words(word_text: str) -> str:
 
 def build_char_file(word_path: Path, char_path: Path, sha256: str | None) -> None:
     """Write `char_path` from the word file `word_path`, verified and atomically."""
-    word_text = _read_text(word_path)
+    word_text = read_ptb_text(word_path)
 
     def write(tmp: Path) -> None:
         tmp.write_text(chars_from_words(word_text), encoding="ascii", newline="")
@@ -96,17 +95,9 @@ def prepare_ptb(
             ensure_downloaded(root, rel, base_url, checksums)
 
 
-def _read_text(path: Path) -> str:
-    if not path.is_file():
-        raise DataError(f"{path}: file not found")
-    try:
-        text = path.read_bytes().decode("utf-8")
-    except UnicodeDecodeError as err:
-        raise DataError(f"{path}: not UTF-8 text ({err})") from err
-    except OSError as err:
-        raise DataError(f"{path}: cannot read ({err})") from err
-    if not text.strip():
-        raise DataError(f"{path}: the file is empty")
+def read_ptb_text(path: Path) -> str:
+    """The text of a PTB file (UTF-8); one cut short (its last line unended) is a DataError."""
+    text = read_text(path, ENCODING)
     # Every line ends with a newline (Mikolov's char files add a space after it): a file that
     # stops mid-line was cut short.
     if not text.rstrip(" ").endswith("\n"):
@@ -116,7 +107,7 @@ def _read_text(path: Path) -> str:
 
 def read_sentences(path: Path) -> tuple[list[list[str]], list[int]]:
     """Token lists of the non-empty lines of a char file, and their 0-based line numbers."""
-    lines = _read_text(path).split("\n")[:-1]  # the text after the last newline is blank
+    lines = read_ptb_text(path).split("\n")[:-1]  # the text after the last newline is blank
     sentences, line_numbers = [], []
     for number, line in enumerate(lines):
         tokens = line.split()
@@ -126,68 +117,6 @@ def read_sentences(path: Path) -> tuple[list[list[str]], list[int]]:
     if len(sentences) < len(lines):
         log.warning("%s: skipped %d empty lines", path, len(lines) - len(sentences))
     return sentences, line_numbers
-
-
-def encode_sentences(
-    sentences: Sequence[Sequence[str]], vocab: CharVocab
-) -> tuple[np.ndarray, np.ndarray, int]:
-    """Encode sentences into flat ids [total] and offsets [N + 1]; also the OOV count."""
-    lengths = np.fromiter(map(len, sentences), dtype=np.int64, count=len(sentences))
-    offsets = np.zeros(len(sentences) + 1, dtype=np.int64)
-    np.cumsum(lengths, out=offsets[1:])
-    joined = "".join(chain.from_iterable(sentences))
-    if len(joined) == offsets[-1]:
-        # Fast path, every token one character: look code points up in a table.
-        codes = np.frombuffer(joined.encode("utf-32-le"), dtype=np.uint32)  # [total]
-        chars = {s: i for i, s in enumerate(vocab.symbols) if len(s) == 1}
-        size = max([int(codes.max(initial=0)), *map(ord, chars)]) + 1
-        table = np.full(size, CharVocab.UNK, dtype=np.int64)
-        for s, i in chars.items():
-            table[ord(s)] = i
-        ids = table[codes]  # [total]
-        oov = int((ids == CharVocab.UNK).sum())
-    else:
-        tokens = list(chain.from_iterable(sentences))
-        ids = np.asarray(vocab.encode(tokens), dtype=np.int64)
-        oov = sum(1 for t in tokens if t not in vocab)
-    return ids, offsets, oov
-
-
-class TextDataset(Dataset):
-    """The encoded sentences of one split; item `i` is `(i, LongTensor[T_i])`.
-
-    `lengths` [N] feeds the batch sampler; `line_numbers` [N] gives each sentence's line in
-    `path` (0-based), since filtered sentences leave gaps.
-    """
-
-    def __init__(
-        self, ids: np.ndarray, offsets: np.ndarray, line_numbers: np.ndarray, path: str = ""
-    ) -> None:
-        self.ids = torch.from_numpy(np.ascontiguousarray(ids, dtype=np.int64))  # [total]
-        self.offsets = np.asarray(offsets, dtype=np.int64)  # [N + 1]
-        self.lengths = np.diff(self.offsets)  # [N]
-        self.line_numbers = np.asarray(line_numbers, dtype=np.int64)  # [N]
-        self.path = path
-
-    def __len__(self) -> int:
-        return len(self.lengths)
-
-    def __getitem__(self, i: int) -> tuple[int, Tensor]:
-        return i, self.ids[self.offsets[i] : self.offsets[i + 1]]
-
-    @property
-    def num_tokens(self) -> int:
-        return int(self.offsets[-1] - self.offsets[0])
-
-    def head(self, n: int) -> TextDataset:
-        """The first `n` sentences."""
-        n = min(n, len(self))
-        return TextDataset(
-            self.ids[: self.offsets[n]].numpy(),
-            self.offsets[: n + 1],
-            self.line_numbers[:n],
-            self.path,
-        )
 
 
 @dataclass
@@ -212,7 +141,7 @@ def load_ptb(
     `limit_sequences` keeps the first N sentences of each split after the length filter.
     """
     if eval_long not in EVAL_LONG:
-        raise ValueError(f"data.eval_long must be 'drop' or 'keep', got {eval_long!r}")
+        raise DataError(f"data.eval_long must be 'drop' or 'keep', got {eval_long!r}")
     missing = [char_file(s) for s in SPLITS if not (root / char_file(s)).exists()]
     if missing:
         raise missing_error(root, missing, reason="run prepare_data() with data.download on")
