@@ -20,7 +20,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import math
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -31,10 +30,13 @@ from torch import Tensor
 from torch.utils.data import Dataset
 
 from latentflow.data import music
+from latentflow.data.base import BucketedDataModule, LoaderSettings
 from latentflow.data.batching import collate_music
-from latentflow.data.datamodules import _BucketedDataModule, _check_count
-from latentflow.data.download import DataError, cache_dir, write_atomic
-from latentflow.data.lengths import LengthDistribution
+from latentflow.data.checks import check_count
+from latentflow.data.download import cache_dir, write_atomic
+from latentflow.data.errors import DataError
+from latentflow.data.lengths import LengthDistribution, fit_length_distribution
+from latentflow.data.splits import check_split, deal_splits
 
 log = logging.getLogger(__name__)
 SUFFIXES = (".mid", ".midi")
@@ -46,58 +48,13 @@ def midi_files(folder: Path) -> list[Path]:
     return sorted(p for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in SUFFIXES)
 
 
-def split_counts(n: int, ratios: Sequence[float]) -> list[int]:
-    """How many of ``n`` items go to each split (largest remainders; sums to n)."""
-    raw = [n * r for r in ratios]
-    counts = [int(math.floor(v)) for v in raw]
-    for i in sorted(range(len(raw)), key=lambda i: raw[i] - counts[i], reverse=True):
-        if sum(counts) == n:
-            break
-        counts[i] += 1
-    return counts
-
-
-def check_split(split: Sequence[float], key: str = "data.split") -> list[float]:
-    ratios = [float(r) for r in split]
-    if len(ratios) != 3 or any(not r >= 0 for r in ratios) or not math.isclose(sum(ratios), 1.0):
-        raise DataError(
-            f"{key} must be three ratios (train, valid, test) summing to 1, got {split}"
-        )
-    return ratios
-
-
-def _steps_arrays(rolls: list[np.ndarray]) -> dict[str, np.ndarray]:
-    notes, steps, seqs = [], [0], [0]
-    for roll in rolls:
-        t, col = np.nonzero(roll)  # row-major: ascending notes within a step
-        notes.append((col + music.LOWEST_NOTE).astype(np.uint8))
-        steps.extend((steps[-1] + np.cumsum(np.bincount(t, minlength=len(roll)))).tolist())
-        seqs.append(seqs[-1] + len(roll))
-    empty = np.zeros(0, dtype=np.uint8)
-    return {
-        "notes": np.concatenate(notes) if notes else empty,
-        "step_offsets": np.asarray(steps, dtype=np.int64),
-        "seq_offsets": np.asarray(seqs, dtype=np.int64),
-    }
-
-
-def convert_folder(
-    folder: str | Path,
-    step_beats: float = 0.5,
-    split: Sequence[float] = (0.8, 0.1, 0.1),
-    seed: int = 0,
-) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
-    """The .npz arrays of a MIDI folder (module docstring) and a report: files used, skipped
-    (with why), notes dropped outside the 88 keys."""
+def read_rolls(
+    folder: Path, files: Sequence[Path], step_beats: float
+) -> tuple[list[np.ndarray], list[str], dict[str, str], int]:
+    """The piano rolls of the files that hold notes, their names (relative to ``folder``), the
+    files skipped (name -> why) and the count of notes dropped outside the 88 keys."""
     from latentflow.midi import read_midi
 
-    folder = Path(folder)
-    if not folder.is_dir():
-        raise DataError(f"data.path: {folder} is not a folder")
-    ratios = check_split(split)
-    files = midi_files(folder)
-    if not files:
-        raise DataError(f"data.path: no .mid or .midi file under {folder}")
     rolls, used, skipped, outside = [], [], {}, 0
     for path in files:
         name = str(path.relative_to(folder))
@@ -114,6 +71,25 @@ def convert_folder(
         rolls.append(roll)
         used.append(name)
         outside += dropped
+    return rolls, used, skipped, outside
+
+
+def convert_folder(
+    folder: str | Path,
+    step_beats: float = 0.5,
+    split: Sequence[float] = (0.8, 0.1, 0.1),
+    seed: int = 0,
+) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+    """The .npz arrays of a MIDI folder (module docstring) and a report: files used, skipped
+    (with why), notes dropped outside the 88 keys."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise DataError(f"data.path: {folder} is not a folder")
+    ratios = check_split(split)
+    files = midi_files(folder)
+    if not files:
+        raise DataError(f"data.path: no .mid or .midi file under {folder}")
+    rolls, used, skipped, outside = read_rolls(folder, files, step_beats)
     if skipped:
         shown = "; ".join(f"{k} ({v})" for k, v in list(skipped.items())[:5])
         more = f"; and {len(skipped) - 5} more" if len(skipped) > 5 else ""
@@ -125,19 +101,11 @@ def convert_folder(
         )
     if outside:
         log.warning("dropped %d notes outside the 88 piano keys (not clipped)", outside)
-    order = np.random.default_rng(seed).permutation(len(rolls))
-    counts = split_counts(len(rolls), ratios)
+    order = np.random.default_rng(seed).permutation(len(rolls)).tolist()
     arrays: dict[str, np.ndarray] = {}
-    start = 0
-    for name, count in zip(music.SPLITS, counts, strict=True):
-        picked = sorted(order[start : start + count].tolist())
-        start += count
-        if not picked:
-            raise DataError(
-                f"data.split={list(split)} leaves the {name} split empty for {len(rolls)} "
-                "MIDI files: give it a larger ratio, or add files"
-            )
-        for key, value in _steps_arrays([rolls[i] for i in picked]).items():
+    for name, picked in deal_splits(order, ratios, f"{len(rolls)} MIDI files").items():
+        picked = sorted(picked)
+        for key, value in music.rolls_to_arrays([rolls[i] for i in picked]).items():
             arrays[f"{name}_{key}"] = value
         arrays[f"{name}_files"] = np.array([used[i] for i in picked])
     report = {"files": len(files), "used": len(used), "skipped": skipped, "outside": outside}
@@ -194,7 +162,7 @@ class TransposedDataset(Dataset):
         return index, out
 
 
-class MidiFolderDataModule(_BucketedDataModule):
+class MidiFolderDataModule(BucketedDataModule):
     """A folder of MIDI files (or its prepared ``.npz``) as piano rolls (module docstring).
 
     Args:
@@ -227,10 +195,16 @@ class MidiFolderDataModule(_BucketedDataModule):
         length_smoothing: float = 1.0,
         limit_sequences: int | None = None,
     ) -> None:
-        super().__init__(
-            None, batch_size, max_tokens, eval_batch_size, num_workers, seed, False, None,
-            length_smoothing, limit_sequences,
-        )  # fmt: skip
+        loader = LoaderSettings(
+            batch_size=batch_size,
+            max_tokens=max_tokens,
+            eval_batch_size=eval_batch_size,
+            num_workers=num_workers,
+            seed=seed,
+            length_smoothing=length_smoothing,
+            limit_sequences=limit_sequences,
+        )
+        super().__init__(loader)
         if path is None or str(path) == "":
             raise DataError("data.path: set it to a folder of MIDI files (or a prepared .npz)")
         if not step_beats > 0:
@@ -244,13 +218,12 @@ class MidiFolderDataModule(_BucketedDataModule):
                     f"data.transpose must stay within [-87, 87] semitones, got {transpose}"
                 )
             transpose = [int(transpose[0]), int(transpose[1])]
-        _check_count("max_length", max_length)
+        check_count("max_length", max_length)
         self.save_hyperparameters()
         self.path, self.step_beats, self.transpose = Path(path).expanduser(), step_beats, transpose
         self.length_limit, self.cache = max_length, cache
         self.num_features = music.NUM_NOTES
         self.collate_fn = collate_music
-        self.dropped: dict[str, int] = {}
 
     def cache_file(self) -> Path:
         folder = Path(self.cache).expanduser() if self.cache else cache_dir() / "midi"
@@ -276,13 +249,14 @@ class MidiFolderDataModule(_BucketedDataModule):
         write_cache(target, arrays)
         log.info("MIDI folder %s: %d files used -> %s", self.path, report["used"], target)
 
-    def _load(self) -> None:
+    def read_splits(self) -> dict[str, Any]:
         if self.path.suffix != ".npz":
             self.prepare_data()
         splits = music.read_npz(self.path if self.path.suffix == ".npz" else self.cache_file())
         for name, dataset in splits.items():
             if self.length_limit is not None:
                 keep = np.flatnonzero(dataset.lengths <= self.length_limit)
+                self.sequences_read[name] = len(dataset)
                 self.dropped[name] = len(dataset) - len(keep)
                 dataset = dataset.subset(keep)
             if self.limit_sequences is not None:
@@ -290,26 +264,12 @@ class MidiFolderDataModule(_BucketedDataModule):
             splits[name] = dataset
         if any(self.dropped.values()):
             log.warning("data.max_length=%s dropped %s sequences", self.length_limit, self.dropped)
-        self.train_dataset, self.val_dataset = splits["train"], splits["valid"]
-        self.test_dataset = splits["test"]
         if self.transpose is not None and any(self.transpose):
-            self.train_dataset = TransposedDataset(self.train_dataset, *self.transpose, self.seed)
-        self.length_distribution = music_length_distribution(
-            self.train_dataset.lengths, self.val_dataset.lengths, self.length_smoothing
+            splits["train"] = TransposedDataset(splits["train"], *self.transpose, self.seed)
+        return splits
+
+    def fit_lengths(self) -> LengthDistribution:
+        """Train + valid lengths over 1..ceil(1.25 x their longest), as the built-in music."""
+        return fit_length_distribution(
+            [self.train_dataset.lengths, self.val_dataset.lengths], self.length_smoothing
         )
-        self.max_length = self.length_distribution.max_length
-
-    def _why_empty(self, split: str) -> str:
-        if self.dropped.get(split):
-            return f" ({self.dropped[split]} longer than data.max_length={self.length_limit})"
-        return ""
-
-
-def music_length_distribution(
-    train_lengths: np.ndarray, valid_lengths: np.ndarray, smoothing: float
-) -> LengthDistribution:
-    """p(T) of a music dataset as the reference builds it: the histogram of train + valid
-    lengths over 1..ceil(1.25 x their longest)."""
-    seen = np.concatenate([train_lengths, valid_lengths])
-    support = math.ceil(1.25 * int(seen.max())) if len(seen) else 1
-    return LengthDistribution.from_lengths(seen.tolist(), support, smoothing)

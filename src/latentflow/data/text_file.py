@@ -21,38 +21,21 @@ from typing import Any
 
 import numpy as np
 
+from latentflow.data.base import BucketedDataModule, LoaderSettings
 from latentflow.data.batching import collate_text
-from latentflow.data.datamodules import _BucketedDataModule, _check_count
-from latentflow.data.download import DataError
-from latentflow.data.lengths import LengthDistribution
-from latentflow.data.midi_folder import check_split, split_counts
-from latentflow.data.ptb import TextDataset, encode_sentences
+from latentflow.data.checks import check_count
+from latentflow.data.errors import DataError
+from latentflow.data.lengths import LengthDistribution, fit_length_distribution
+from latentflow.data.splits import SPLITS, check_split, deal_splits
+from latentflow.data.text_dataset import TextDataset, encode_sentences
+from latentflow.data.text_reader import read_text
 from latentflow.data.vocab import PAD_TOKEN, UNK_TOKEN, CharVocab, detokenize  # noqa: F401
 
 log = logging.getLogger(__name__)
 UNITS = ("line", "paragraph")
 TOKENIZERS = ("char", "word")
 NEWLINE = "\n"
-
-
-def read_text(path: Path, encoding: str) -> str:
-    """A file's text; a byte it cannot decode is a DataError naming the file and line."""
-    if not path.is_file():
-        raise DataError(f"{path}: file not found")
-    data = path.read_bytes()
-    if not data.strip():
-        raise DataError(f"{path}: the file is empty")
-    try:
-        return data.decode(encoding)
-    except UnicodeDecodeError as err:
-        line = data[: err.start].count(b"\n") + 1
-        column = err.start - (data.rfind(b"\n", 0, err.start) + 1) + 1
-        raise DataError(
-            f"{path}, line {line}, column {column}: byte 0x{data[err.start]:02x} is not "
-            f"{encoding} text (set data.encoding=..., e.g. latin-1)"
-        ) from None
-    except LookupError:
-        raise DataError(f"data.encoding: unknown encoding {encoding!r}") from None
+ENCODING_HINT = " (set data.encoding=..., e.g. latin-1)"
 
 
 def units_of(text: str, unit: str) -> list[str]:
@@ -89,7 +72,7 @@ def build_vocab(sentences: Sequence[Sequence[str]], vocab_size: int | None) -> C
     return CharVocab([PAD_TOKEN, UNK_TOKEN, *sorted(kept)])
 
 
-class TextFileDataModule(_BucketedDataModule):
+class TextFileDataModule(BucketedDataModule):
     """Text files of your own as token sequences (module docstring).
 
     Args:
@@ -130,10 +113,16 @@ class TextFileDataModule(_BucketedDataModule):
         length_smoothing: float = 1.0,
         limit_sequences: int | None = None,
     ) -> None:
-        super().__init__(
-            None, batch_size, max_tokens, eval_batch_size, num_workers, seed, False, None,
-            length_smoothing, limit_sequences,
-        )  # fmt: skip
+        loader = LoaderSettings(
+            batch_size=batch_size,
+            max_tokens=max_tokens,
+            eval_batch_size=eval_batch_size,
+            num_workers=num_workers,
+            seed=seed,
+            length_smoothing=length_smoothing,
+            limit_sequences=limit_sequences,
+        )
+        super().__init__(loader)
         files = [train, valid, test]
         if (path is None) == all(f is None for f in files):
             raise DataError("data: set data.path=FILE (split by data.split), or "
@@ -144,8 +133,8 @@ class TextFileDataModule(_BucketedDataModule):
             raise DataError(f"data.unit must be one of {list(UNITS)}, got {unit!r}")
         if tokenizer not in TOKENIZERS:
             raise DataError(f"data.tokenizer must be one of {list(TOKENIZERS)}, got {tokenizer!r}")
-        _check_count("vocab_size", vocab_size)
-        _check_count("max_length", max_length)
+        check_count("vocab_size", vocab_size)
+        check_count("max_length", max_length)
         self.split = check_split(split)
         self.save_hyperparameters()
         self.path = None if path is None else Path(path).expanduser()
@@ -153,46 +142,45 @@ class TextFileDataModule(_BucketedDataModule):
         self.unit, self.tokenizer, self.vocab_size = unit, tokenizer, vocab_size
         self.length_limit, self.encoding = max_length, encoding
         self.collate_fn = collate_text
-        self.dropped: dict[str, int] = {}
 
     def prepare_data(self) -> None:
         for path in [self.path] if self.path is not None else self.files:
             if not path.is_file():
                 raise DataError(f"{path}: file not found")
 
-    def _units(self) -> dict[str, list[str]]:
-        if self.path is not None:
-            units = units_of(read_text(self.path, self.encoding), self.unit)
-            if not units:
-                raise DataError(f"{self.path}: no {self.unit} with text in it")
-            order = list(range(len(units)))
-            random.Random(self.seed).shuffle(order)
-            out, start = {}, 0
-            for name, count in zip(
-                ("train", "valid", "test"), split_counts(len(units), self.split), strict=True
-            ):
-                out[name] = [units[i] for i in order[start : start + count]]
-                start += count
-                if not out[name]:
-                    raise DataError(
-                        f"data.split={self.split} leaves the {name} split empty "
-                        f"({len(units)} {self.unit}s in {self.path}): change the ratios"
-                    )
-            return out
-        return {
-            name: units_of(read_text(path, self.encoding), self.unit)
-            for name, path in zip(("train", "valid", "test"), self.files, strict=True)
-        }
+    def read_file(self, path: Path) -> str:
+        return read_text(path, self.encoding, hint=ENCODING_HINT)
 
-    def _load(self) -> None:
-        sentences = {k: [tokenize(u, self.tokenizer) for u in v] for k, v in self._units().items()}
-        for name, seqs in sentences.items():
+    def units(self) -> dict[str, list[str]]:
+        """The units (lines or paragraphs) of each split, before tokenizing."""
+        if self.path is None:
+            texts = [self.read_file(path) for path in self.files]
+            return {s: units_of(text, self.unit) for s, text in zip(SPLITS, texts, strict=True)}
+        units = units_of(self.read_file(self.path), self.unit)
+        if not units:
+            raise DataError(f"{self.path}: no {self.unit} with text in it")
+        order = list(range(len(units)))
+        random.Random(self.seed).shuffle(order)
+        what = f"{len(units)} {self.unit}s in {self.path}"
+        parts = deal_splits(order, self.split, what)
+        return {name: [units[i] for i in picked] for name, picked in parts.items()}
+
+    def sentences(self) -> dict[str, list[list[str]]]:
+        """The token lists of each split, after the length filter."""
+        out = {}
+        for name, units in self.units().items():
+            seqs = [tokenize(u, self.tokenizer) for u in units]
             if self.length_limit is not None:
                 kept = [s for s in seqs if len(s) <= self.length_limit]
-                self.dropped[name] = len(seqs) - len(kept)
-                sentences[name] = kept
+                self.sequences_read[name], self.dropped[name] = len(seqs), len(seqs) - len(kept)
+                seqs = kept
+            out[name] = seqs
         if any(self.dropped.values()):
             log.warning("data.max_length=%d dropped %s sequences", self.length_limit, self.dropped)
+        return out
+
+    def read_splits(self) -> dict[str, Any]:
+        sentences = self.sentences()
         self.vocab = build_vocab(sentences["train"], self.vocab_size)
         self.num_features = len(self.vocab)
         datasets = {}
@@ -209,18 +197,14 @@ class TextFileDataModule(_BucketedDataModule):
             if self.limit_sequences is not None:
                 dataset = dataset.head(self.limit_sequences)
             datasets[name] = dataset
-        self.train_dataset, self.val_dataset = datasets["train"], datasets["valid"]
-        self.test_dataset = datasets["test"]
-        longest = max((int(d.lengths.max(initial=0)) for d in datasets.values()), default=1)
-        self.length_distribution = LengthDistribution.from_lengths(
-            self.train_dataset.lengths.tolist(), max(longest, 1), self.length_smoothing
-        )
-        self.max_length = self.length_distribution.max_length
+        return datasets
 
-    def _why_empty(self, split: str) -> str:
-        if self.dropped.get(split):
-            return f" ({self.dropped[split]} longer than data.max_length={self.length_limit})"
-        return ""
+    def fit_lengths(self) -> LengthDistribution:
+        """Train lengths over 1..the longest sequence of any split."""
+        longest = max(int(d.lengths.max(initial=0)) for d in self.splits().values())
+        return fit_length_distribution(
+            [self.train_dataset.lengths], self.length_smoothing, max(longest, 1)
+        )
 
     def describe(self) -> dict[str, Any]:
         out = super().describe()
