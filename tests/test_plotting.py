@@ -76,7 +76,7 @@ def test_plot_toy_densities_titles_carry_nll_and_entropy(tmp_path):
 
 
 def test_mixture_density_integrates_to_one():
-    points, extent = plotting._grid(4.0, 401)
+    points, extent = plotting.density_grid(4.0, 401)
     step = (extent[1] - extent[0]) / 400
     mass = mixture_log_prob(points).exp().sum().item() * step**2
     assert math.isclose(mass, 1.0, abs_tol=1e-3)
@@ -106,7 +106,7 @@ def test_conditional_densities_sum_to_the_prior_log_prob(time_flow, float64):
 def test_conditional_density_integrates_to_one():
     prior = tiny_net("af").prior.eval()
     z, lengths = torch.randn(1, 5, 2), torch.tensor([5])
-    points, extent = plotting._grid(10.0, 301)
+    points, extent = plotting.density_grid(10.0, 301)
     step = (extent[1] - extent[0]) / 300
     with torch.no_grad():
         log_p = plotting.conditional_log_density(prior, z, lengths, [0, 3], points)
@@ -168,43 +168,52 @@ def write_bench_csv(path: Path, columns: list[str], rows: list[list]) -> Path:
     return path
 
 
+SPEED_HEADER = ["task", "model", "batch_size", "length", "median_s"]
+
+
 def bench_rows() -> list[list]:
     rows = []
-    for kind in ("text", "music"):
+    for task in ("text", "music"):
         for model, rate in (("lstm", 0.01), ("iaf_scf", 0.002)):
             for length in (10, 50, 100):
                 for batch in (1, 64):
-                    rows.append([model, kind, length, batch, rate * length * (1 + batch / 64)])
+                    rows.append([task, model, batch, length, rate * length * (1 + batch / 64)])
     return rows
 
 
-def test_read_benchmark_csv_normalises_columns_and_skips_failed_rows(tmp_path):
-    rows = [r + ["cpu"] for r in bench_rows()] + [["af_af", "text", 10, 1, "nan", "cpu"]]
-    path = write_bench_csv(
-        tmp_path / "b.csv", ["model", "kind", "length", "batch", "seconds", "device"], rows
-    )
+def test_read_benchmark_csv_reads_numbers_and_skips_failed_rows(tmp_path):
+    rows = [r + ["cpu"] for r in bench_rows()] + [["text", "af_af", 1, 10, "nan", "cpu"]]
+    path = write_bench_csv(tmp_path / "b.csv", [*SPEED_HEADER, "device"], rows)
     got = plotting.read_benchmark_csv(path)
     assert len(got) == len(rows) - 1
     assert got[0]["device"] == "cpu" and isinstance(got[0]["length"], int)
-    # bench_sample.py's spellings: task, batch_size, median_s, with min_s/max_s bands
-    alias = [[r[1], r[0], r[3], r[2], r[4], r[4] * 0.9, r[4] * 1.1] for r in bench_rows()]
-    path = write_bench_csv(
-        tmp_path / "s.csv",
-        ["task", "model", "batch_size", "length", "median_s", "min_s", "max_s"],
-        alias,
-    )
+    assert isinstance(got[0]["batch_size"], int) and isinstance(got[0]["median_s"], float)
+    banded = [r + [r[4] * 0.9, r[4] * 1.1] for r in bench_rows()]
+    path = write_bench_csv(tmp_path / "s.csv", [*SPEED_HEADER, "min_s", "max_s"], banded)
     got = plotting.read_benchmark_csv(path)
-    assert {r["kind"] for r in got} == {"text", "music"}
-    assert all(r["low"] < r["seconds"] < r["high"] for r in got)
-    bad = write_bench_csv(tmp_path / "bad.csv", ["model", "length", "seconds"], [["a", 1, 1]])
-    with pytest.raises(ValueError, match="batch"):
+    assert {r["task"] for r in got} == {"text", "music"}
+    assert all(r["min_s"] < r["median_s"] < r["max_s"] for r in got)
+    bad = write_bench_csv(tmp_path / "bad.csv", ["model", "length", "median_s"], [["a", 1, 1]])
+    with pytest.raises(ValueError, match="batch_size"):
         plotting.read_benchmark_csv(bad)
 
 
-def test_plot_generation_speed_one_panel_per_kind_one_line_per_model(tmp_path):
-    path = write_bench_csv(
-        tmp_path / "b.csv", ["model", "kind", "length", "batch", "seconds"], bench_rows()
-    )
+REPO = Path(__file__).resolve().parents[1]
+KEPT_SPEED_CSVS = sorted(
+    p for d in ("docs/results", "benchmarks/results") for p in (REPO / d).rglob("sample_speed.csv")
+)
+
+
+@pytest.mark.parametrize("path", KEPT_SPEED_CSVS, ids=lambda p: str(p.relative_to(REPO)))
+def test_the_speed_csvs_in_the_repository_still_read_and_plot(path):
+    rows = plotting.read_benchmark_csv(path)
+    assert rows and {r["task"] for r in rows} <= {"text", "music"}
+    fig = plotting.plot_generation_speed(rows, by_batch=True, logy=True, title="kept")
+    assert fig.axes and all(ax.get_lines() for ax in fig.axes if ax.axison)
+
+
+def test_plot_generation_speed_one_panel_per_task_one_line_per_model(tmp_path):
+    path = write_bench_csv(tmp_path / "b.csv", SPEED_HEADER, bench_rows())
     fig = plotting.plot_generation_speed(path, path=tmp_path / "fig7.png")
     assert len(fig.axes) == 2 and "PTB" in fig.axes[0].get_title()  # text first
     for ax in fig.axes:
@@ -216,11 +225,28 @@ def test_plot_generation_speed_one_panel_per_kind_one_line_per_model(tmp_path):
         )
     fig = plotting.plot_generation_speed(path, all_batches=True)
     assert len(fig.axes[0].get_lines()) == 4
-    # A CSV without a kind column: one panel.
+    # A CSV without a task column: one panel.
     single = write_bench_csv(
-        tmp_path / "k.csv", ["model", "length", "batch", "seconds"], [["lstm", 5, 1, 0.1]]
+        tmp_path / "k.csv", ["model", "length", "batch_size", "median_s"], [["lstm", 5, 1, 0.1]]
     )
     assert len(plotting.plot_generation_speed(single).axes) == 1
+
+
+def test_plot_generation_speed_by_batch_draws_the_benchmarks_figure():
+    """One row of panels per batch size, the rows as the benchmark holds them (numbers, a
+    band from min_s/max_s), every model under its paper label."""
+    rows = [dict(zip(SPEED_HEADER, r, strict=True)) for r in bench_rows()]
+    for r in rows:
+        r.update(min_s=r["median_s"] * 0.9, max_s=r["median_s"] * 1.1)
+    rows.append({**rows[0], "model": "lstm_nnlstm"})
+    fig = plotting.plot_generation_speed(rows, by_batch=True, logy=True, title="header")
+    assert len(fig.axes) == 4 and fig.get_suptitle() == "header"
+    assert ["batch 1" in ax.get_title() for ax in fig.axes] == [True, True, False, False]
+    assert "LSTM-ref" in [line.get_label() for line in fig.axes[0].get_lines()]
+    assert all(ax.collections for ax in fig.axes)  # the bands
+    assert fig.axes[0].get_yscale() == "log"
+    with pytest.raises(ValueError, match="batch 7"):
+        plotting.plot_generation_speed(rows, batch=7)
 
 
 # ---------------------------------------------------------------------------- curves
@@ -296,9 +322,7 @@ def test_cli_run_writes_curves_and_prior_for_a_run_directory(tmp_path, capsys):
     module = SequenceLitModule(tiny_components(), TINY_DATA, vocab=SYMBOLS)
     save_checkpoint(module, run / "checkpoints" / "last.ckpt")
     write_run(run, 0, range(0, 6), 5)
-    bench = write_bench_csv(
-        tmp_path / "b.csv", ["model", "kind", "length", "batch", "seconds"], bench_rows()
-    )
+    bench = write_bench_csv(tmp_path / "b.csv", SPEED_HEADER, bench_rows())
     main(
         ["run", str(run), "--text", TEXT, "--focus", "grew", "--grid-size", "12"]
         + ["--bench", str(bench)]
@@ -335,8 +359,6 @@ def test_cli_skips_prior_for_wide_latents_and_reports_errors(tmp_path, capsys):
 def test_cli_nlsq_and_speed(tmp_path):
     main(["nlsq", "-o", str(tmp_path / "n.png"), "--dpi", "40"])
     assert is_png(tmp_path / "n.png")
-    bench = write_bench_csv(
-        tmp_path / "b.csv", ["model", "kind", "length", "batch", "seconds"], bench_rows()
-    )
+    bench = write_bench_csv(tmp_path / "b.csv", SPEED_HEADER, bench_rows())
     main(["speed", str(bench), "--logy", "--batch", "64", "-o", str(tmp_path / "s.png")])
     assert is_png(tmp_path / "s.png")

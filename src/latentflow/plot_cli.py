@@ -3,7 +3,7 @@
     latentflow-plot run outputs/train/<run>               # curves.png (+ prior.png if H = 2)
     latentflow-plot curves outputs/train/<run> -o curves.png
     latentflow-plot prior outputs/train/<run> --focus _groups_ -o fig6.png
-    latentflow-plot speed benchmarks/results/sample.csv -o fig7.png
+    latentflow-plot speed benchmarks/results/sample_speed.csv -o fig7.png
     latentflow-plot nlsq -o fig5ab.png
     latentflow-plot toy --steps 800 -o fig5c.png
 
@@ -149,7 +149,11 @@ def build_parser() -> argparse.ArgumentParser:
     add("curves", "training curves (ELBO, reconstruction, KL, KL weight, val NLL)")
     prior_args(add("prior", "Fig. 6: prior densities p(z_t | z_<t) of an H=2 text model"))
     p = add("speed", "Fig. 7: generation time vs length from a benchmark CSV", run=False)
-    p.add_argument("csv", help="CSV with columns model, length, batch, seconds (kind optional)")
+    p.add_argument(
+        "csv",
+        help="benchmarks.bench_sample's CSV: model, length, batch_size, median_s "
+        "(task, min_s, max_s optional)",
+    )
     p.add_argument("--batch", type=int, help="batch size to plot (default: the smallest)")
     p.add_argument("--all-batches", action="store_true", help="one line per batch size")
     p.add_argument("--logy", action="store_true", help="logarithmic time axis")

@@ -1,0 +1,118 @@
+"""Training curves: ELBO, reconstruction, KL, KL weight and validation NLL from a run
+directory's CSV logs."""
+
+from __future__ import annotations
+
+import csv
+import math
+from pathlib import Path
+
+import numpy as np
+from matplotlib.axes import Axes
+from matplotlib.figure import Figure
+
+from latentflow.plotting.figure import PathLike, as_float, new_figure, save_figure
+
+Series = dict[str, tuple[np.ndarray, np.ndarray]]
+
+CURVE_PANELS: tuple[tuple[str, tuple[str, ...]], ...] = (
+    ("-ELBO (nats / token)", ("train/elbo", "train/loss")),
+    ("reconstruction -log p(x|z) (nats / token)", ("train/recon", "val/recon")),
+    ("KL (nats / token)", ("train/kl", "val/kl")),
+    ("KL weight", ("train/kl_weight",)),
+    ("validation NLL (bpc | nats per step)", ("val/nll",)),
+)
+
+
+def metrics_files(run: PathLike) -> list[Path]:
+    """The CSVLogger files of a run: ``<run>/csv/version_*/metrics.csv`` (a resumed run adds a
+    version), or ``run`` itself when it is a metrics CSV."""
+    run = Path(run)
+    if run.is_file():
+        return [run]
+    files = sorted(
+        run.glob("csv/version_*/metrics.csv"), key=lambda p: int(p.parent.name.split("_")[-1])
+    )
+    files = files or sorted(run.glob("version_*/metrics.csv"))
+    if not files:
+        raise FileNotFoundError(
+            f"no csv/version_*/metrics.csv under {run} (train with logger=csv, the default)"
+        )
+    return files
+
+
+def read_metrics(run: PathLike) -> Series:
+    """Every logged metric of a run as ``{name: (steps, values)}``, sorted by step."""
+    series: dict[str, list[tuple[float, float]]] = {}
+    for file in metrics_files(run):
+        with file.open(newline="") as fh:
+            for row in csv.DictReader(fh):
+                step = as_float(row.get("step"))
+                if not math.isfinite(step):
+                    continue
+                for key, value in row.items():
+                    if key in ("step", "epoch") or value in (None, ""):
+                        continue
+                    v = as_float(value)
+                    if math.isfinite(v):
+                        series.setdefault(key, []).append((step, v))
+    out = {}
+    for key, pairs in series.items():
+        pairs.sort(key=lambda p: p[0])
+        arr = np.asarray(pairs, dtype=np.float64)
+        out[key] = (arr[:, 0], arr[:, 1])
+    return out
+
+
+def moving_average(values: np.ndarray, weight: float = 0.8) -> np.ndarray:
+    """Exponential moving average of ``values`` (``weight`` on the past), as TensorBoard
+    smooths."""
+    out, acc = np.empty_like(values), values[0]
+    for i, v in enumerate(values):
+        acc = weight * acc + (1 - weight) * v
+        out[i] = acc
+    return out
+
+
+def draw_curve_panel(ax: Axes, title: str, keys: tuple[str, ...], metrics: Series, smooth: float):
+    """One panel: the metrics of ``keys`` that were logged, or "not logged"."""
+    drawn = False
+    for key in keys:
+        if key not in metrics:
+            continue
+        steps, values = metrics[key]
+        if key.startswith("train/") and len(values) > 2 and key != "train/kl_weight":
+            (line,) = ax.plot(steps, values, alpha=0.25, lw=0.8)
+            ax.plot(steps, moving_average(values, smooth), color=line.get_color(), label=key)
+        else:
+            ax.plot(steps, values, marker="o" if key.startswith("val/") else None, label=key)
+        drawn = True
+    ax.set_title(title, fontsize=9)
+    ax.set_xlabel("step", fontsize=8)
+    if drawn:
+        ax.legend(frameon=False, fontsize=7)
+    else:
+        ax.text(0.5, 0.5, "not logged", ha="center", va="center", transform=ax.transAxes)
+
+
+def plot_training_curves(
+    run: PathLike | Series,
+    smooth: float = 0.6,
+    path: PathLike | None = None,
+    dpi: int = 110,
+) -> Figure:
+    """ELBO, reconstruction, KL and KL weight against optimizer steps (train: raw, faint, and
+    smoothed with an exponential moving average of weight ``smooth``; validation: markers),
+    plus the validation NLL, from a run directory (or what ``read_metrics`` returned)."""
+    metrics = run if isinstance(run, dict) else read_metrics(run)
+    if not any(k in metrics for _, keys in CURVE_PANELS for k in keys):
+        raise ValueError(f"no training metrics found (have: {sorted(metrics)})")
+    fig = new_figure(11.0, 6.0)
+    axes = fig.subplots(2, 3).ravel()
+    for ax, (title, keys) in zip(axes, CURVE_PANELS, strict=False):
+        draw_curve_panel(ax, title, keys, metrics, smooth)
+    for ax in axes[len(CURVE_PANELS) :]:
+        ax.set_axis_off()
+    if not isinstance(run, dict):
+        fig.suptitle(str(run), fontsize=8)
+    return save_figure(fig, path, dpi)
