@@ -85,6 +85,7 @@ def render() -> str:
         "`local/default.yaml` in it is read by every run if present.",
         "",
     ]
+    lines += checked_settings()
     for top in ("train.yaml", "eval.yaml", "sample.yaml"):
         lines += [f"## `{top}`", "", "```yaml", (CONF / top).read_text().rstrip(), "```", ""]
     groups = sorted(p for p in CONF.rglob("*") if p.is_dir() and "experiment" not in p.parts)
@@ -111,6 +112,29 @@ def render() -> str:
         sets = ", ".join(f"`{s}`" for s in flat(body) if not s.startswith(("paper.", "tags=")))
         lines.append(f"| `{rel}` | {sets} |")
     return "\n".join(lines) + "\n"
+
+
+def checked_settings() -> list[str]:
+    """The table of ``latentflow.schema``: every range a tool checks before it starts."""
+    from latentflow import schema
+
+    lines = [
+        "## Checked settings",
+        "",
+        "Each tool checks these before it reads data or a checkpoint or builds a model; a value",
+        "outside its range is one line naming the key (exit 2) and nothing is written. The",
+        "arguments of `_target_` nodes (model parts, data, callbacks, loggers) are checked",
+        "against the class they name.",
+        "",
+        "| key | tools | takes | null |",
+        "|---|---|---|---|",
+    ]
+    for key in schema.SCHEMA:
+        null = "the default" if key.nullable else "no"
+        lines.append(f"| `{key.name}` | {', '.join(key.tools)} | {key.allowed()} | {null} |")
+    lines += ["", "Checked elsewhere:", ""]
+    lines += [f"- `{name}`: {why}" for name, why in schema.UNCHECKED.items()]
+    return [*lines, ""]
 
 
 def main() -> int:

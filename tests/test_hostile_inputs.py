@@ -17,7 +17,7 @@ from latentflow.config_checks import (
     validate_train_config,
 )
 
-from .helpers import compose_config, run_module
+from .helpers import TINY, compose_config, run_module
 
 TRAIN = [
     (["seed=-1"], r"seed must be an integer in \[0, 4294967295\], got -1"),
@@ -107,6 +107,24 @@ def test_a_checkpoint_with_non_finite_weights_is_refused(tmp_path):
         next(module.parameters()).fill_(float("nan"))
     with pytest.raises(ConfigError, match="holds non-finite weights .*diverged"):
         check_finite_weights(module, "nan.ckpt")
+
+
+def test_resuming_a_checkpoint_with_a_wrong_shaped_weight_is_one_line(tmp_path):
+    from latentflow.run import train
+
+    run = ["experiment=jsb/af_af", *TINY, "trainer.max_epochs=1", "trainer.limit_train_batches=2"]
+    train(compose_config("train", run, tmp_path / "a"))
+    last = tmp_path / "a" / "checkpoints" / "last.ckpt"
+    ckpt = torch.load(last, weights_only=True)
+    name = next(iter(ckpt["state_dict"]))
+    ckpt["state_dict"][name] = torch.zeros(3, 1, 2)
+    torch.save(ckpt, last)
+    cfg = compose_config(
+        "train", [*run, "trainer.max_epochs=2", f"ckpt_path={last}"], tmp_path / "a"
+    )
+    with pytest.raises(ConfigError, match=rf"ckpt_path: .*last.ckpt does not fit .*{name}") as err:
+        train(cfg)
+    assert "\n" not in str(err.value)
 
 
 def cli(module: str, *args: str, cwd: Path) -> subprocess.CompletedProcess:

@@ -1,122 +1,65 @@
-"""Start-up validation: every bad setting is a one-line error naming its config key, raised
-before any data is read or any model is built.
+"""Every start-up check, in one place: each bad setting is a one-line ``ConfigError`` naming
+its key, raised before any data, checkpoint or model is read.
 
 ``validate_train_config``, ``validate_eval_config`` and ``validate_sample_config`` are the
-three tools' entry points; the checks they share are the helpers below. ``check_components``
-builds every model part once on a tiny stand-in (imports, arguments, protocols) and
-``check_cluster`` compares the Trainer's devices with Slurm's tasks."""
+three tools' entry points: the ranges of ``latentflow.schema`` plus the rules that involve
+more than one key or the machine. ``check_components`` builds every model part once on a
+tiny stand-in (imports, arguments, protocols), ``check_cluster`` compares the Trainer's devices
+with Slurm's tasks and ``check_logger_extras`` names the extra a chosen logger needs."""
 
 from __future__ import annotations
 
-import math
+import importlib.util
 import os
+import re
 from typing import Any
 
 import torch
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 from latentflow.components import ComponentError, instantiate, is_node
 from latentflow.configs import components_of, model_name, plain
-from latentflow.lightning.anneal import SCHEDULE_KINDS
+from latentflow.schema import EVAL, SAMPLE, TRAIN, ConfigError, check_keys, get
 
-
-class ConfigError(ValueError):
-    """A configuration value that cannot work; the message names the key."""
-
-
-def _get(cfg: Any, key: str) -> Any:
-    node = cfg
-    for part in key.split("."):
-        node = node.get(part) if hasattr(node, "get") else None
-    return node
-
-
-def _positive_int(cfg: Any, key: str, minimum: int = 1) -> None:
-    value = _get(cfg, key)
-    if value is None:
-        return
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise ConfigError(f"{key} must be an integer >= {minimum}, got {value!r}")
-
-
-def _number(cfg: Any, key: str, low: float, high: float, *, low_open: bool = False) -> None:
-    """A finite number in [low, high] (``low_open``: (low, high]); None passes."""
-    value = _get(cfg, key)
-    if value is None:
-        return
-    ok = not isinstance(value, bool) and isinstance(value, int | float) and math.isfinite(value)
-    ok = ok and (low < value if low_open else low <= value) and value <= high
-    if not ok:
-        bracket = "(" if low_open else "["
-        raise ConfigError(
-            f"{key} must be a finite number in {bracket}{low}, {high}], got {value!r}"
-        )
-
-
-def _int_in(cfg: Any, key: str, low: int, high: int) -> None:
-    value = _get(cfg, key)
-    if value is None:
-        return
-    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
-        raise ConfigError(f"{key} must be an integer in [{low}, {high}], got {value!r}")
-
-
-SEED_MAX = 2**32 - 1  # what numpy and Lightning's seed_everything accept
+__all__ = [
+    "ConfigError",
+    "check_cluster",
+    "check_components",
+    "check_logger_extras",
+    "validate_eval_config",
+    "validate_sample_config",
+    "validate_train_config",
+]
 # the metrics a validation logs (val/<key>); a monitor must name one of them
 VAL_METRICS = tuple(
     f"{name}{suffix}"
     for name in ("nll_paper_nats", "nll_cond_nats", "nll_paper_bpc", "nll_cond_bpc")
     for suffix in ("", "_stderr")
 ) + ("nll", "nll_nats_per_token", "perplexity", "recon", "kl", "num_sequences", "num_tokens")
-
-
-def _choice(value: Any, key: str, choices) -> None:
-    if value not in choices:
-        raise ConfigError(f"{key} must be one of {list(choices)}, got {value!r}")
+# a logger class -> (the modules it needs, the extra that installs them)
+LOGGER_EXTRAS = {
+    "WandbLogger": (("wandb",), "wandb"),
+    "TensorBoardLogger": (("tensorboard", "tensorboardX"), "tensorboard"),
+}
 
 
 def validate_train_config(cfg: Any) -> None:
-    """Check the scalar settings of a composed training config (a DictConfig or a dict)."""
-    _int_in(cfg, "seed", 0, SEED_MAX)
-    if cfg.get("seed") is None:
-        raise ConfigError(f"seed must be an integer in [0, {SEED_MAX}], got None")
-    validate_trainer(cfg.get("trainer") or {})
-    _positive_int(cfg, "train.elbo_samples")
-    _positive_int(cfg, "train.max_nonfinite_steps")
-    _positive_int(cfg, "runtime.threads")
-    _positive_int(cfg, "anneal.zero", minimum=0)
-    _positive_int(cfg, "anneal.rampup", minimum=0)
-    _number(cfg, "anneal.floor", 0.0, 1.0)
-    monitor = cfg.get("monitor")
-    if monitor is not None:
-        stage, _, key = str(monitor).partition("/")
-        if stage != "train" and not (stage == "val" and key in VAL_METRICS):
-            raise ConfigError(
-                f"monitor must be val/<metric> (one of {', '.join(VAL_METRICS)}) or "
-                f"train/<metric>, got {monitor!r}"
-            )
-        limit = _get(cfg, "trainer.limit_val_batches")
-        if stage == "val" and limit is not None and limit == 0:
-            raise ConfigError(
-                f"trainer.limit_val_batches=0 turns validation off, but monitor={monitor} needs "
-                "it (the best checkpoint, the LR schedule, early stopping)"
-            )
-    _positive_int(cfg, "eval.num_samples")
-    _positive_int(cfg, "eval.chunk_size")
-    _positive_int(cfg, "eval.val_num_samples")
-    lr = _get(cfg, "optimizer.lr")
-    if lr is not None and (
-        isinstance(lr, bool) or not isinstance(lr, int | float) or not 0 < lr < math.inf
-    ):
-        raise ConfigError(f"optimizer.lr must be a finite number > 0, got {lr!r}")
-    anneal = cfg.get("anneal") or {}
-    _choice(anneal.get("kind", "none"), "anneal.kind", SCHEDULE_KINDS)
+    """``latentflow-train``: every setting checked before the data or the model is built."""
+    check_keys(cfg, TRAIN)
+    check_monitor(cfg)
+    trainer = cfg.get("trainer") or {}
+    for key in ("limit_train_batches", "limit_val_batches", "limit_test_batches"):
+        check_batches(trainer, key, low=0)
+    check_batches(trainer, "val_check_interval", low=1)
+    check_accelerator(cfg)
     compile_cfg = cfg.get("compile") or {}
     if compile_cfg.get("flows"):
         import torch._dynamo
 
         backends = torch._dynamo.list_backends(exclude_tags=())
-        _choice(compile_cfg.get("backend", "inductor"), "compile.backend", backends)
+        backend = compile_cfg.get("backend", "inductor")
+        if backend not in backends:
+            raise ConfigError(f"compile.backend must be one of {backends}, got {backend!r}")
 
 
 def validate_eval_config(cfg: Any) -> None:
@@ -124,63 +67,74 @@ def validate_eval_config(cfg: Any) -> None:
     splits = cfg.get("splits")
     if not splits or any(s not in ("val", "test") for s in splits):
         raise ConfigError(f"splits must be a non-empty subset of [val, test], got {splits!r}")
-    _int_in(cfg, "seed", 0, SEED_MAX)
-    _positive_int(cfg, "eval.num_samples")
-    _positive_int(cfg, "eval.chunk_size")
-    _positive_int(cfg, "runtime.threads")
-    validate_trainer(cfg.get("trainer") or {})
+    check_keys(cfg, EVAL)
+    check_accelerator(cfg)
 
 
 def validate_sample_config(cfg: Any) -> None:
     """``latentflow-sample``: every setting checked before the checkpoint is read."""
-    _positive_int(cfg, "num_samples")
-    _positive_int(cfg, "length")
-    _positive_int(cfg, "batch_size")
-    _positive_int(cfg, "num_print", minimum=0)
-    _positive_int(cfg, "runtime.threads")
-    _int_in(cfg, "seed", 0, SEED_MAX)
-    _number(cfg, "temperature", 0.0, 1e6, low_open=True)
+    check_keys(cfg, SAMPLE)
     device = str(cfg.get("device", "cpu"))
-    import re
-
     if not re.fullmatch(r"cpu|cuda(:\d+)?", device):
         raise ConfigError(f"device must be cpu, cuda or cuda:N, got {device!r}")
-    if device.startswith("cuda"):
-        import torch
-
-        if not torch.cuda.is_available():
-            raise ConfigError(f"device: {device} requested but CUDA is not available")
-    _number(cfg, "midi.tempo_bpm", 0.0, 1000.0, low_open=True)
-    _number(cfg, "midi.step_beats", 0.0, 64.0, low_open=True)
-    _int_in(cfg, "midi.velocity", 1, 127)
-    _int_in(cfg, "midi.program", 0, 127)
-    _int_in(cfg, "audio.program", 0, 127)
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise ConfigError(f"device: {device} requested but CUDA is not available")
 
 
-def validate_trainer(trainer: Any) -> None:
-    """The Trainer settings Lightning would refuse (with a traceback) or that cannot work."""
-    for key, minimum in (("max_epochs", -1), ("min_epochs", 0), ("max_steps", -1)):
-        value = trainer.get(key)
-        if value is not None and (isinstance(value, bool) or not isinstance(value, int)):
-            raise ConfigError(f"trainer.{key} must be an integer, got {value!r}")
-        if value is not None and value < minimum:
-            raise ConfigError(f"trainer.{key} must be >= {minimum}, got {value}")
-    accumulate = trainer.get("accumulate_grad_batches")
-    if accumulate is not None and (
-        isinstance(accumulate, bool) or not isinstance(accumulate, int) or accumulate < 1
-    ):
+def check_monitor(cfg: Any) -> None:
+    """``monitor`` names a metric validation logs (or a training one), and validation runs."""
+    monitor = cfg.get("monitor")
+    if monitor is None:
+        return
+    stage, _, key = str(monitor).partition("/")
+    if stage != "train" and not (stage == "val" and key in VAL_METRICS):
         raise ConfigError(
-            f"trainer.accumulate_grad_batches must be an integer >= 1, got {accumulate!r}"
+            f"monitor must be val/<metric> (one of {', '.join(VAL_METRICS)}) or "
+            f"train/<metric>, got {monitor!r}"
         )
-    _number({"trainer": trainer}, "trainer.gradient_clip_val", 0.0, math.inf)
-    accelerator = str(trainer.get("accelerator") or "auto")
-    if accelerator in ("gpu", "cuda"):
-        import torch
+    limit = get(cfg, "trainer.limit_val_batches")
+    if stage == "val" and limit == 0 and not isinstance(limit, bool):
+        raise ConfigError(
+            f"trainer.limit_val_batches=0 turns validation off, but monitor={monitor} needs "
+            "it (the best checkpoint, the LR schedule, early stopping)"
+        )
 
-        if not torch.cuda.is_available():
+
+def check_batches(trainer: Any, key: str, low: int) -> None:
+    """A Trainer batch count (an integer >= ``low``) or fraction (a number in (0, 1])."""
+    value = trainer.get(key)
+    if value is None:
+        return
+    ok = not isinstance(value, bool) and (
+        (isinstance(value, int) and value >= low)
+        or (isinstance(value, float) and 0.0 <= value <= 1.0 and (low == 0 or value > 0))
+    )
+    if not ok:
+        raise ConfigError(
+            f"trainer.{key} must be a count >= {low} or a fraction in "
+            f"{'[' if low == 0 else '('}0, 1], got {value!r}"
+        )
+
+
+def check_accelerator(cfg: Any) -> None:
+    accelerator = str((cfg.get("trainer") or {}).get("accelerator") or "auto")
+    if accelerator in ("gpu", "cuda") and not torch.cuda.is_available():
+        raise ConfigError(
+            f"trainer.accelerator={accelerator} but this machine has no usable CUDA GPU "
+            f"(torch {torch.__version__}): use trainer=cpu, or install a CUDA build of torch"
+        )
+
+
+def check_logger_extras(cfg: DictConfig) -> None:
+    """A logger whose library is not installed: one line naming the extra to install."""
+    nodes = OmegaConf.to_container(cfg.get("logger") or DictConfig({}), resolve=False)
+    for name, node in nodes.items():
+        if not is_node(node):
+            continue
+        needed = LOGGER_EXTRAS.get(str(node["_target_"]).rsplit(".", 1)[-1])
+        if needed and not any(importlib.util.find_spec(m) for m in needed[0]):
             raise ConfigError(
-                f"trainer.accelerator={accelerator} but this machine has no usable CUDA GPU "
-                f"(torch {torch.__version__}): use trainer=cpu, or install a CUDA build of torch"
+                f"logger.{name} needs the {needed[1]} extra: pip install 'latentflow[{needed[1]}]'"
             )
 
 

@@ -46,6 +46,24 @@ def in_sweep() -> bool:
     return HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN
 
 
+class SettingsGuard(Callback):
+    """Check a tool's settings before Hydra creates the run directory (``latentflow-eval``,
+    ``latentflow-sample``): a bad one is one line, exit 2, and nothing is written."""
+
+    def __init__(self, tool: str) -> None:
+        from latentflow import config_checks
+
+        self.prog = {"eval": "latentflow-eval", "sample": "latentflow-sample"}[tool]
+        self.check = getattr(config_checks, f"validate_{tool}_config")
+
+    def on_run_start(self, config: DictConfig, **kwargs: Any) -> None:
+        try:
+            self.check(config)
+        except ConfigError as err:
+            print(f"{self.prog}: error: {err}", file=sys.stderr)
+            raise SystemExit(2) from None
+
+
 class RunDirGuard(Callback):
     """Lock the run directory and check it before Hydra writes into it (module docstring)."""
 

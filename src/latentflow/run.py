@@ -41,6 +41,7 @@ from latentflow.config_checks import (
     ConfigError,
     check_cluster,
     check_components,
+    check_logger_extras,
     validate_eval_config,
     validate_sample_config,
     validate_train_config,
@@ -58,7 +59,7 @@ from latentflow.loading import check_finite_weights, datamodule_from_checkpoint,
 from latentflow.resume import check_resume, resume_point, saved_progress, stop_reason
 from latentflow.rundir import write_json
 from latentflow.runtime import allocator, apply_runtime, resolve_precision, warn_slow_bf16_on_cpu
-from latentflow.tracking import check_logger_extras, finish_loggers
+from latentflow.tracking import finish_loggers
 
 __all__ = [
     "CONF_DIR",
@@ -208,7 +209,15 @@ def fit(
         # Resuming into its own run directory: the checkpoints there are expected.
         warnings.filterwarnings("ignore", message=r"Checkpoint directory .* is not empty")
     start = time.time()
-    trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path, weights_only=True)
+    try:
+        trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path, weights_only=True)
+    except RuntimeError as err:  # restoring a checkpoint whose weights do not fit this model
+        if not str(err).startswith("Error(s) in loading state_dict"):
+            raise
+        detail = " ".join(str(err).split("\n", 1)[-1].split())[:200]
+        raise ConfigError(
+            f"ckpt_path: {ckpt_path} does not fit this run's model ({detail})"
+        ) from None
     # Over every process of a resumed run, up to its last checkpoint before this one; this
     # process's wall clock where the fit ran elsewhere (spawned ranks keep their Timer).
     timer = next(c for c in trainer.callbacks if isinstance(c, Timer))

@@ -12,7 +12,7 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf
 
 from latentflow.components import instantiate, is_node
-from latentflow.config_checks import ConfigError
+from latentflow.config_checks import ConfigError, check_logger_extras
 
 log = logging.getLogger(__name__)
 
@@ -50,27 +50,6 @@ def wandb_reachable(timeout: float = 3.0) -> bool:
 
 
 # logger class -> (a module it needs, the extra that installs it)
-NEEDS = {
-    "WandbLogger": (("wandb",), "wandb"),
-    "TensorBoardLogger": (("tensorboard", "tensorboardX"), "tensorboard"),
-}
-
-
-def check_logger_extras(cfg: DictConfig) -> None:
-    """A logger whose library is not installed: one line naming the extra to install."""
-    import importlib.util
-
-    nodes = OmegaConf.to_container(cfg.get("logger") or DictConfig({}), resolve=False)
-    for name, node in nodes.items():
-        if not is_node(node):
-            continue
-        needed = NEEDS.get(str(node["_target_"]).rsplit(".", 1)[-1])
-        if needed and not any(importlib.util.find_spec(m) for m in needed[0]):
-            raise ConfigError(
-                f"logger.{name} needs the {needed[1]} extra: pip install 'latentflow[{needed[1]}]'"
-            )
-
-
 def build_loggers(cfg: DictConfig) -> list[Any]:
     """The run's loggers from the ``logger`` group (a dict of ``_target_`` nodes)."""
     check_logger_extras(cfg)
