@@ -60,20 +60,20 @@ train: install
 	$(ALLOC_ENV) $(VENV)/bin/latentflow-train experiment=$(EXPERIMENT) $(ARGS)
 
 bench: install
-	$(PY) benchmarks/bench_train.py $(ARGS)
-	$(PY) benchmarks/bench_data.py
+	$(PY) -m benchmarks.bench_train $(ARGS)
+	$(PY) -m benchmarks.bench_data
 
 bench-quick: install
-	$(PY) benchmarks/bench_train.py --quick $(ARGS)
+	$(PY) -m benchmarks.bench_train --quick $(ARGS)
 
 bench-sample: install
-	$(PY) benchmarks/bench_sample.py $(ARGS)
+	$(PY) -m benchmarks.bench_sample $(ARGS)
 
 bench-ceiling: install
-	$(PY) benchmarks/bench_ceiling.py $(ARGS)
+	$(PY) -m benchmarks.bench_ceiling $(ARGS)
 
 bench-data: install
-	$(PY) benchmarks/bench_data.py
+	$(PY) -m benchmarks.bench_data
 
 # Every CPU-scale recipe of docs/results.md, one after the other (hours; not in CI).
 # every recipe under conf/experiment/cpu but the shared parts (files named _*.yaml)

@@ -9,7 +9,7 @@ fresh process: a worker thread's OpenMP team keeps spinning after its call and s
 call in the same process (measured: the fused call 0.067 s -> 0.10 s at T = 200). Median of
 repeats. Writes benchmarks/results/bilstm_directions.csv. Run it on an idle machine.
 
-    python benchmarks/bench_bilstm_directions.py [--lengths 100,200] [--hidden 500] [--repeats 7]
+    python -m benchmarks.bench_bilstm_directions [--lengths 100,200] [--hidden 500] [--repeats 7]
 """
 
 from __future__ import annotations
@@ -17,19 +17,17 @@ from __future__ import annotations
 import argparse
 import statistics
 import subprocess
-import sys
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 
 import torch
 from torch import nn
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from csv_rows import write_rows  # noqa: E402
+from benchmarks import RESULTS, module_command, module_environment
+from benchmarks.csv_rows import write_rows
 
-RESULTS = Path(__file__).resolve().parent / "results" / "bilstm_directions.csv"
+CSV = RESULTS / "bilstm_directions.csv"
 WEIGHTS = ("weight_ih", "weight_hh", "bias_ih", "bias_hh")
 
 
@@ -133,7 +131,9 @@ def main() -> None:
     rows = []
     for threads in (2, 1):
         for method in METHODS:
-            command = [sys.executable, __file__, "--method", method, "--threads", str(threads)]
+            command = module_command(
+                "bench_bilstm_directions", "--method", method, "--threads", str(threads)
+            )
             command += [
                 "--lengths",
                 args.lengths,
@@ -143,7 +143,9 @@ def main() -> None:
                 str(args.input),
             ]
             command += ["--repeats", str(args.repeats)]
-            result = subprocess.run(command, capture_output=True, text=True)
+            result = subprocess.run(
+                command, capture_output=True, text=True, env=module_environment()
+            )
             if result.returncode != 0:
                 raise SystemExit(f"{method}: {result.stderr.strip().splitlines()[-1]}")
             for line in result.stdout.split("\n"):
@@ -161,8 +163,8 @@ def main() -> None:
                         f"T={int(T):4d}  caller {threads} thread(s)  {method:28s}"
                         f" {float(seconds):.4f} s"
                     )
-    write_rows(RESULTS, rows)
-    print(f"wrote {RESULTS}")
+    write_rows(CSV, rows)
+    print(f"wrote {CSV}")
 
 
 if __name__ == "__main__":

@@ -5,9 +5,10 @@ ones and those of a paper-size step: the LSTMs' input projections over all 160 x
 recurrent step, a weight gradient), best of ``--repeats``; and a 2 x 500 ``nn.LSTM`` forward +
 backward over 160 x 112 x 114 (the decoder's first BiLSTM layer's input width, K = 10 samples
 of 16 sentences), counted as its matmuls. A training step made of these kernels cannot run
-faster than its FLOPs at the best matmul rate; `bench_train.py`'s GFLOP/s read against it.
+faster than its FLOPs at the best matmul rate; ``benchmarks.bench_train``'s GFLOP/s read
+against it.
 
-    python benchmarks/bench_ceiling.py [--threads 1,2] [--precisions fp32,bf16]
+    python -m benchmarks.bench_ceiling [--threads 1,2] [--precisions fp32,bf16]
 
 Writes benchmarks/results/ceiling.csv and prints the table.
 """
@@ -17,19 +18,16 @@ from __future__ import annotations
 import argparse
 import contextlib
 import os
-import sys
 import time
 from pathlib import Path
 
 import torch
 from torch import nn
 
+from benchmarks import RESULTS
+from benchmarks.csv_rows import write_rows
 from latentflow import runtime
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from csv_rows import write_rows  # noqa: E402
-
-RESULTS = Path(__file__).resolve().parent / "results"
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16}
 # (m, k, n): square; LSTM input projection, layer 2 (160 x 112 rows, 2 x 500 inputs); one
 # recurrent step (160 rows); a weight gradient (4 x 500 gates over all rows)

@@ -4,25 +4,22 @@ Streams whole epochs through the DataLoader (num_workers=0, one thread), prints 
 second and writes benchmarks/results/data.csv. Target: >= 50,000 chars/s, far above what the
 models consume (under 2,000 chars/s for the LSTM baseline on this machine kind).
 
-    python benchmarks/bench_data.py [--root DIR] [--epochs 3]
+    python -m benchmarks.bench_data [--root DIR] [--epochs 3]
 """
 
 from __future__ import annotations
 
 import argparse
 import statistics
-import sys
 import time
-from pathlib import Path
 
 import torch
 
+from benchmarks import RESULTS
+from benchmarks.csv_rows import write_rows
 from latentflow.data.datamodules import PTBCharDataModule
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from csv_rows import write_rows  # noqa: E402
-
-RESULTS = Path(__file__).resolve().parent / "results" / "data.csv"
+CSV = RESULTS / "data.csv"
 TARGET = 50_000
 
 
@@ -84,8 +81,8 @@ def main() -> None:
         )
     print(f"setup (read + encode 3 splits): {setup_seconds:.2f} s; target >= {TARGET:,} chars/s")
 
-    write_rows(RESULTS, rows)
-    print(f"wrote {RESULTS}")
+    write_rows(CSV, rows)
+    print(f"wrote {CSV}")
 
 
 if __name__ == "__main__":

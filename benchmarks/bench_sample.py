@@ -9,7 +9,8 @@ untrained weights: speed does not depend on them. Each point is the median of re
 generations (T fixed, z ~ p(z|T), x ~ p(x|z,T)) after one warm-up call, under
 ``torch.inference_mode``, as ``latentflow-sample`` runs them (each whole-sequence LSTM call picks
 its kernel by length, ``latentflow.models.recurrent.sequence_rnn``). Also batch size 64 at a few
-lengths.
+lengths. The models are the recipes' (``latentflow.recipes``) and the figure is
+``latentflow.plotting.plot_generation_speed``'s.
 
 Writes benchmarks/results/sample_speed.csv and sample_speed.png, prints the table, the
 IAF/SCF-vs-LSTM crossover length and the targets; on CPU also where one T = 200 text generation
@@ -18,7 +19,7 @@ ops, Python and dispatch), written to sample_profile.csv. Runs with jemalloc whe
 installed (it re-executes itself with LD_PRELOAD) and 2 threads unless told otherwise; both are
 printed.
 
-    python benchmarks/bench_sample.py [--quick] [--threads 2] [--allocator auto|jemalloc|glibc]
+    python -m benchmarks.bench_sample [--quick] [--threads 2] [--allocator auto|jemalloc|glibc]
                                       [--models iaf_scf,lstm] [--device cuda]
 """
 
@@ -34,40 +35,29 @@ from pathlib import Path
 
 import torch
 
-from latentflow import runtime
+from benchmarks import RESULTS, module_command, module_environment
+from benchmarks.csv_rows import write_rows
+from benchmarks.step_costs import profile_step
+from latentflow import recipes, runtime
 from latentflow.models.emission import emission_sample
+from latentflow.plotting import model_label, plot_generation_speed
 from latentflow.run import build_recipe_net
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_train import profile_step  # noqa: E402
-from csv_rows import write_rows  # noqa: E402
-
-RESULTS = Path(__file__).resolve().parent / "results"
 JEMALLOC = Path(runtime.JEMALLOC)
 CHILD_ENV = "LATENTFLOW_BENCH_CHILD"
 
-# name -> the config overrides of that row (the paper's sizes: the recipes' defaults)
-MODELS = {
-    "iaf_scf": ["prior=iaf_scf"],
-    "af_scf": ["prior=af_scf"],
-    "af_af": ["prior=af_af"],
-    "lstm": ["model=lstm"],
-    "lstm_nnlstm": ["model=lstm"],
-    # beyond the paper (issue 17)
-    "iaf_scf_attention": ["prior=iaf_scf", "conditioner=attention"],
-    "af_af_attention": ["prior=af_af", "conditioner=attention"],
-    "af_af_spline": ["prior=af_af", "transform=spline"],
-}
-LABELS = {
-    "iaf_scf": "IAF/SCF",
-    "af_scf": "AF/SCF",
-    "af_af": "AF/AF",
-    "lstm": "LSTM",
-    "lstm_nnlstm": "LSTM-ref",
-    "iaf_scf_attention": "IAF/SCF-attn",
-    "af_af_attention": "AF/AF-attn",
-    "af_af_spline": "AF/AF-spline",
-}
+# The rows timed by default, named as latentflow.recipes names models and variants; "lstm_nnlstm"
+# is the LSTM stepped with one nn.LSTM call per step, as the reference implementation does.
+MODELS = (
+    "iaf_scf",
+    "af_scf",
+    "af_af",
+    "lstm",
+    "lstm_nnlstm",
+    "iaf_scf_attention",  # beyond the paper
+    "af_af_attention",
+    "af_af_spline",
+)
 PROFILED = ("iaf_scf", "lstm")  # the text models whose T = 200 generation is profiled
 TASKS = {  # data settings; Fig. 7: PTB characters and Nottingham
     "text": {"kind": "text", "num_features": 51, "max_length": 288},
@@ -110,12 +100,13 @@ def reexec_with_jemalloc(argv: list[str]) -> int | None:
         else str(JEMALLOC),
         "MALLOC_CONF": runtime.JEMALLOC_CONF,
     }
-    return subprocess.call([sys.executable, str(Path(__file__).resolve()), *argv], env=env)
+    return subprocess.call(module_command("bench_sample", *argv), env=module_environment(env))
 
 
 def build(name: str, task: str, tiny: bool) -> torch.nn.Module:
     torch.manual_seed(0)
-    overrides = MODELS[name] + (["debug=tiny"] if tiny else [])
+    overrides = [*recipes.overrides("lstm" if name == "lstm_nnlstm" else name)]
+    overrides += ["debug=tiny"] if tiny else []
     return build_recipe_net(overrides, TASKS[task]).eval()
 
 
@@ -183,8 +174,8 @@ def print_table(rows: list[dict], task: str, batch: int, models: list[str]) -> N
     lengths = sorted({r["length"] for r in sel})
     med = {(r["model"], r["length"]): r["median_s"] for r in sel}
     baselines = [b for b in ("lstm", "lstm_nnlstm") if b in models and "iaf_scf" in models]
-    header = f"{'T':>5} " + " ".join(f"{LABELS[m]:>9}" for m in models)
-    header += "".join(f" {LABELS[b] + '/IAF':>12}" for b in baselines)
+    header = f"{'T':>5} " + " ".join(f"{model_label(m):>9}" for m in models)
+    header += "".join(f" {model_label(b) + '/IAF':>12}" for b in baselines)
     print(f"\n{task}, batch size {batch}: median seconds per generation")
     print(header)
     for T in lengths:
@@ -200,44 +191,10 @@ def print_table(rows: list[dict], task: str, batch: int, models: list[str]) -> N
                 lengths, [med["iaf_scf", T] for T in lengths], [med[b, T] for T in lengths]
             )
             where = "never (in this range)" if cross is None else f"T ~ {cross:.0f}"
-            print(f"IAF/SCF faster than {LABELS[b]} from: {where}")
+            print(f"IAF/SCF faster than {model_label(b)} from: {where}")
 
 
-def plot(rows: list[dict], path: Path, models: list[str], header: str) -> None:
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
-    batches = sorted({r["batch_size"] for r in rows})
-    fig = Figure(figsize=(11, 4.2 * len(batches)), dpi=100)
-    FigureCanvasAgg(fig)
-    axes = fig.subplots(len(batches), 2, squeeze=False)
-    for i, batch in enumerate(batches):
-        for j, task in enumerate(TASKS):
-            ax = axes[i][j]
-            for m in models:
-                pts = sorted(
-                    (r["length"], r["median_s"], r["min_s"], r["max_s"])
-                    for r in rows
-                    if r["task"] == task and r["batch_size"] == batch and r["model"] == m
-                )
-                if not pts:
-                    continue
-                x, y, lo, hi = zip(*pts, strict=True)
-                ax.plot(x, y, marker="o", ms=3, label=LABELS[m])
-                ax.fill_between(x, lo, hi, alpha=0.2)
-            ax.set_yscale("log")
-            ax.set_xlabel("sequence length T")
-            ax.set_ylabel("seconds per generation")
-            name = "PTB characters" if task == "text" else "Nottingham (88 keys)"
-            ax.set_title(f"{name}, batch size {batch}")
-            ax.grid(True, which="both", alpha=0.3)
-            ax.legend()
-    fig.suptitle(header, fontsize=9)
-    fig.tight_layout()
-    fig.savefig(str(path))
-
-
-def main() -> None:
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="fewer lengths and repeats")
     parser.add_argument("--tiny", action="store_true", help="tiny models (smoke test only)")
@@ -248,65 +205,56 @@ def main() -> None:
     parser.add_argument("--device", default="cpu", help="cpu | cuda (GPU runs: not Fig. 7's CPU)")
     parser.add_argument("--out-dir", type=Path, default=RESULTS)
     parser.add_argument("--no-batch64", action="store_true", help="skip the batch-64 points")
-    args = parser.parse_args()
-    if args.allocator != "glibc":
-        code = reexec_with_jemalloc(sys.argv[1:])
-        if code is not None:
-            raise SystemExit(code)
-    alloc = allocator()
-    if args.allocator == "jemalloc" and alloc != "jemalloc":
-        raise SystemExit(f"--allocator jemalloc: not loaded (looked for {JEMALLOC})")
-    torch.set_num_threads(args.threads)
-    mode = "tiny" if args.tiny else "quick" if args.quick else "full"
-    repeats = args.repeats or {"full": 5, "quick": 3, "tiny": 1}[mode]
-    models = [m for m in args.models.split(",") if m]
-    bad = [m for m in models if m not in MODELS]
-    if bad:
-        raise SystemExit(f"--models: unknown {bad}; choose from {list(MODELS)}")
-    header = (
-        f"torch {torch.__version__} on {args.device}, {torch.get_num_threads()} threads, {alloc}, "
-        f"{'tiny models' if args.tiny else 'paper sizes'}, median of {repeats} after warm-up; "
-        f"load average at start {os.getloadavg()[0]:.2f} ({os.cpu_count()} CPUs)"
-    )
-    print(header, flush=True)
+    return parser
 
-    rows, profiled = [], {}  # profiled: the text models the profile below runs again
+
+def chosen_models(value: str) -> list[str]:
+    """The rows of ``--models``: the recipes' models and variants, and ``lstm_nnlstm``."""
+    known = [*MODELS, *recipes.models(), *(v.name for v in recipes.VARIANTS)]
+    models = [m for m in value.split(",") if m]
+    bad = [m for m in models if m not in known]
+    if bad:
+        raise SystemExit(f"--models: unknown {bad}; choose from {list(dict.fromkeys(known))}")
+    return models
+
+
+def points(name: str, task: str, mode: str, batch64: bool) -> list[tuple[int, int]]:
+    """The (batch size, length) points of a model on a task."""
+    out = [(1, T) for T in LENGTHS[mode][task]]
+    if batch64:
+        # AF/AF at batch 64 solves its H x layers scalar equations on tensors: slow enough to
+        # keep to the shortest length outside a full run.
+        cap = 50 if name == "af_af" and mode == "quick" else None
+        out += [(64, T) for T in BATCH64_LENGTHS[mode] if cap is None or T <= cap]
+    return out
+
+
+def time_models(args, models: list[str], mode: str, repeats: int, alloc: str):
+    """Every point of every model on both tasks: the CSV's rows, and the text models whose
+    generation is profiled afterwards."""
+    rows, profiled = [], {}
     for task in TASKS:
         for name in models:
             net = build(name, task, args.tiny).to(args.device)
             if task == "text" and name in PROFILED:
                 profiled[name] = net
-            points = [(1, T) for T in LENGTHS[mode][task]]
-            if not args.no_batch64:
-                # AF/AF at batch 64 solves its H x layers scalar equations on tensors: slow
-                # enough to keep to the shortest length outside a full run.
-                cap = 50 if name == "af_af" and mode == "quick" else None
-                points += [(64, T) for T in BATCH64_LENGTHS[mode] if cap is None or T <= cap]
-            for batch, T in points:
+            for batch, T in points(name, task, mode, not args.no_batch64):
                 times = time_sampling(net, name, batch, T, repeats, args.device)
                 med = statistics.median(times)
-                rows.append(
-                    {
-                        "task": task,
-                        "model": name,
-                        "batch_size": batch,
-                        "length": T,
-                        "repeats": repeats,
-                        "median_s": med,
-                        "min_s": min(times),
-                        "max_s": max(times),
-                        "tokens_per_s": batch * T / med,
-                        "threads": torch.get_num_threads(),
-                        "allocator": alloc,
-                        "device": args.device,
-                        "torch": torch.__version__,
-                    }
-                )
+                rows.append({"task": task, "model": name, "batch_size": batch, "length": T,
+                             "repeats": repeats, "median_s": med, "min_s": min(times),
+                             "max_s": max(times), "tokens_per_s": batch * T / med,
+                             "threads": torch.get_num_threads(), "allocator": alloc,
+                             "device": args.device, "torch": torch.__version__})  # fmt: skip
                 print(
-                    f"{task:5s} {LABELS[name]:12s} B={batch:<3d} T={T:<4d} {med:9.4f} s",
+                    f"{task:5s} {model_label(name):12s} B={batch:<3d} T={T:<4d} {med:9.4f} s",
                     flush=True,
                 )
+    return rows, profiled
 
+
+def report(args, rows: list[dict], profiled: dict, models: list[str], header: str) -> None:
+    """Write the CSVs and the figure; print the tables, profiles and targets."""
     csv_path, png_path = args.out_dir / "sample_speed.csv", args.out_dir / "sample_speed.png"
     write_rows(csv_path, rows)
     print(f"\n{header}; at the end {os.getloadavg()[0]:.2f}")
@@ -322,13 +270,36 @@ def main() -> None:
     print_profiles(profiles)
     if not args.tiny and args.device == "cpu":
         print_targets(rows)
-    plot(rows, png_path, models, header)
+    plot_generation_speed(rows, by_batch=True, logy=True, title=header, path=png_path, dpi=100)
     print(f"\nwrote {csv_path} and {png_path}")
+
+
+def main() -> None:
+    args = build_parser().parse_args()
+    if args.allocator != "glibc":
+        code = reexec_with_jemalloc(sys.argv[1:])
+        if code is not None:
+            raise SystemExit(code)
+    alloc = allocator()
+    if args.allocator == "jemalloc" and alloc != "jemalloc":
+        raise SystemExit(f"--allocator jemalloc: not loaded (looked for {JEMALLOC})")
+    torch.set_num_threads(args.threads)
+    mode = "tiny" if args.tiny else "quick" if args.quick else "full"
+    repeats = args.repeats or {"full": 5, "quick": 3, "tiny": 1}[mode]
+    models = chosen_models(args.models)
+    header = (
+        f"torch {torch.__version__} on {args.device}, {torch.get_num_threads()} threads, {alloc}, "
+        f"{'tiny models' if args.tiny else 'paper sizes'}, median of {repeats} after warm-up; "
+        f"load average at start {os.getloadavg()[0]:.2f} ({os.cpu_count()} CPUs)"
+    )
+    print(header, flush=True)
+    rows, profiled = time_models(args, models, mode, repeats, alloc)
+    report(args, rows, profiled, models, header)
 
 
 def profile_generation(net: torch.nn.Module, length: int) -> dict[str, float]:
     """Where one batch-1 generation's time goes (torch.profiler, self CPU time; the categories
-    of bench_train's step profile), after a warm-up call."""
+    of ``benchmarks.bench_train``'s step profile), after a warm-up call."""
     lengths = torch.full((1,), length, dtype=torch.long)
     generator = torch.Generator().manual_seed(0)
     with torch.inference_mode():
@@ -344,7 +315,7 @@ def print_profiles(profiles: list[dict]) -> None:
           f"{'python':>7s}")  # fmt: skip
     for r in profiles:
         print(
-            f"  {LABELS[r['model']]:12s} {r['length']:4d} {r['profiled_wall']:7.4f} "
+            f"  {model_label(r['model']):12s} {r['length']:4d} {r['profiled_wall']:7.4f} "
             f"{r['lstm']:7.4f} {r['matmul']:7.4f} {r['elementwise'] + r['allocation']:7.4f} "
             f"{r['python_and_dispatch']:7.4f}"
         )
@@ -365,7 +336,7 @@ def print_targets(rows: list[dict]) -> None:
             ok = "" if target is None else f"   target <= {target:.3f} s: "
             ok += "" if target is None else ("ok" if med[m] <= target else "MISSED")
             shown = f"reference {ref:6.3f} s" if ref else " " * 18
-            print(f"  {LABELS[m]:12s} {med[m]:8.3f} s   {shown}{ok}")
+            print(f"  {model_label(m):12s} {med[m]:8.3f} s   {shown}{ok}")
     if "iaf_scf" in med and "lstm" in med:
         ratio = med["lstm"] / med["iaf_scf"]
         print(

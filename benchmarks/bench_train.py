@@ -2,13 +2,15 @@
 
 Each row runs in a fresh subprocess (clean allocator state, its own peak memory); the parent
 measures the machine's dense matmul rate in the same run, so every row also reads as a fraction
-of its compute floor (analytic FLOPs, benchmarks/flops.py, over that rate), and every row is
+of its compute floor (analytic FLOPs, ``benchmarks.flops``, over that rate), and every row is
 compared with the LSTM baseline row of the same size and batch measured in the same run.
+The models are the recipes' (``latentflow.recipes``: the rows every dataset has, and the
+variants beyond the paper).
 
-    python benchmarks/bench_train.py            # paper sizes + CPU size, allocator comparison
-    python benchmarks/bench_train.py --quick    # CPU size only, < 3 minutes
-    python benchmarks/bench_train.py --device cuda --sizes paper --precisions fp32,bf16
-    python benchmarks/bench_train.py --compile  # flow stacks through torch.compile
+    python -m benchmarks.bench_train            # paper sizes + CPU size, allocator comparison
+    python -m benchmarks.bench_train --quick    # CPU size only, < 3 minutes
+    python -m benchmarks.bench_train --device cuda --sizes paper --precisions fp32,bf16
+    python -m benchmarks.bench_train --compile  # flow stacks through torch.compile
 
 On a GPU the floor is the dense matmul rate of the row's precision (fp32 or bf16 autocast),
 measured in the same run; allocator rows are CPU-only.
@@ -21,41 +23,35 @@ the data root has them, else random tokens of those lengths.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
-import math
 import os
 import resource
 import statistics
 import subprocess
-import sys
 import time
+from contextlib import nullcontext
 from dataclasses import asdict, replace
 from pathlib import Path
 
 import torch
 
-from latentflow import runtime
+from benchmarks import RESULTS, module_command, module_environment
+from benchmarks.csv_rows import write_rows
+from benchmarks.flops import Sizes, step_flops
+from benchmarks.step_costs import count_flops, matmul_rate, profile_step, shape_floor
+from latentflow import recipes, runtime
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from csv_rows import write_rows  # noqa: E402
-from flops import Sizes, step_flops  # noqa: E402
-
-RESULTS = Path(__file__).resolve().parent / "results"
 JEMALLOC = runtime.JEMALLOC
 # what `make train` runs on: jemalloc where it is installed, else glibc with our tuning
 MAKE_TRAIN_ALLOCATOR = "jemalloc" if Path(JEMALLOC).exists() else "glibc-tuned"
 # a row's allocator -> what runtime.allocator() says in a process running on it
 RUNTIME_NAME = {"glibc": "glibc", "glibc-tuned": "glibc (tuned)", "jemalloc": "jemalloc"}
 ALLOCATORS = tuple(RUNTIME_NAME)
-MODELS = ("lstm", "af_af", "af_scf", "iaf_scf")
-# Beyond the paper (issue 17): a recipe prior with other parts; FLOPs from FlopCounterMode.
-VARIANTS = {
-    "af_af_spline": ("af_af", ["transform=spline"]),
-    "af_af_affine": ("af_af", ["transform=affine"]),
-    "af_af_attention": ("af_af", ["conditioner=attention"]),
-    "iaf_scf_attention": ("iaf_scf", ["conditioner=attention"]),
-}
+# The LSTM baseline (the ratios' base) first, then the flow rows every dataset has a recipe
+# for; their FLOPs are analytic (benchmarks.flops).
+MODELS = (recipes.LSTM, *(m for m in recipes.main_models() if m != recipes.LSTM))
+# Beyond the paper: a recipe prior with other parts; FLOPs from FlopCounterMode.
+VARIANTS = tuple(v.name for v in recipes.VARIANTS)
 SIZES = {
     "paper": Sizes(),
     "cpu": Sizes(embed=128, hidden=128, latent=16, pos=16, flow_hidden=64),
@@ -101,40 +97,71 @@ def make_batch(
     return {"x": x, "lengths": lengths}
 
 
-def run_row(spec: dict) -> dict:
-    from latentflow.run import build_recipe_net
-    from latentflow.runtime import apply_runtime
-
-    torch.manual_seed(0)
-    apply_runtime(spec["threads"], malloc=spec["allocator"] == "glibc-tuned")
-    device = torch.device(spec.get("device", "cpu"))
-    bf16 = spec.get("precision", "fp32") == "bf16"
+def row_overrides(spec: dict) -> list[str]:
+    """The config overrides that build a row's model (``latentflow.recipes``) at its sizes."""
     s = Sizes(**spec["sizes"])
-    model_kind = "lstm" if spec["model"] == "lstm" else "flow"
     sizes = [
         f"model.embed_dim={s.embed}",
         f"model.hidden_dim={s.hidden}",
         f"model.num_layers={s.layers}",
         f"model.pos_dim={s.pos}",
     ]
-    if model_kind == "lstm":
-        overrides = ["model=lstm", *sizes, "model.dropout=0.0"]
-    else:
-        prior, extra = VARIANTS.get(spec["model"], (spec["model"], []))
-        overrides = [f"prior={prior}", *extra, *sizes, f"prior.latent_dim={s.latent}"]
-        overrides += [f"prior.flow.hidden_features={s.flow_hidden}", "prior.conditioner.dropout=0"]
-    data = {"kind": "text", "num_features": s.vocab, "max_length": 300}
-    net = build_recipe_net(overrides, data)
-    net = net.to(device)
-    if spec.get("compile") and model_kind == "flow":
+    if spec["model"] == recipes.LSTM:
+        return [*recipes.overrides(recipes.LSTM), *sizes, "model.dropout=0.0"]
+    flow = [f"prior.latent_dim={s.latent}", f"prior.flow.hidden_features={s.flow_hidden}"]
+    return [*recipes.overrides(spec["model"]), *sizes, *flow, "prior.conditioner.dropout=0"]
+
+
+def build_row(spec: dict) -> tuple[torch.nn.Module, torch.Tensor, torch.Tensor]:
+    """A row's model on its device (its flow stacks compiled if asked) and its batch."""
+    from latentflow.run import build_recipe_net
+
+    device = torch.device(spec.get("device", "cpu"))
+    vocab = Sizes(**spec["sizes"]).vocab
+    data = {"kind": "text", "num_features": vocab, "max_length": 300}
+    net = build_recipe_net(row_overrides(spec), data).to(device)
+    if spec.get("compile") and spec["model"] != recipes.LSTM:
         from latentflow.models.compile import compile_flows
 
         compile_flows(net)
     mixed = spec["batch_name"] == "mixed"
-    batch = make_batch(spec["length"], spec["batch"], s.vocab, spec.get("root"), mixed)
-    x, lengths = batch["x"].to(device), batch["lengths"].to(device)
-    samples = spec["samples"] if model_kind == "flow" else 1
-    autocast = torch.autocast(device.type, dtype=torch.bfloat16) if bf16 else None
+    batch = make_batch(spec["length"], spec["batch"], vocab, spec.get("root"), mixed)
+    return net, batch["x"].to(device), batch["lengths"].to(device)
+
+
+def row_step(spec: dict, net, x, lengths, opt=None):
+    """One step of a row as a function: a training step (forward, backward; with ``opt``
+    clipping and Adam, without it the gradients dropped) or an IS evaluation."""
+    samples = spec["samples"] if spec["model"] != recipes.LSTM else 1
+    bf16 = spec.get("precision", "fp32") == "bf16"
+
+    def precision():
+        device_type = torch.device(spec.get("device", "cpu")).type
+        return torch.autocast(device_type, dtype=torch.bfloat16) if bf16 else nullcontext()
+
+    def train_step() -> None:
+        with precision():
+            out = net.training_terms(x, lengths, samples, 1.0)
+            loss = -out["objective"].sum() / lengths.sum()
+        if opt is None:
+            loss.backward()
+            net.zero_grad(set_to_none=True)
+            return
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(net.parameters(), 0.25)
+        opt.step()
+
+    def eval_step() -> None:
+        with torch.no_grad(), precision():
+            net.evaluate(x, lengths, spec["samples"], spec["chunk"])
+
+    return train_step if spec["mode"] == "train" else eval_step
+
+
+def time_steps(step, spec: dict) -> list[float]:
+    """Seconds of each of ``spec["steps"]`` steps after ``spec["warmup"]`` untimed ones."""
+    device = torch.device(spec.get("device", "cpu"))
 
     def sync() -> float:
         if device.type == "cuda":
@@ -142,195 +169,62 @@ def run_row(spec: dict) -> dict:
         return time.perf_counter()
 
     times = []
-    if spec["mode"] == "train":
-        opt = torch.optim.Adam(net.parameters(), lr=1e-3)
-        for i in range(spec["warmup"] + spec["steps"]):
-            start = sync()
-            with autocast or contextlib.nullcontext():
-                out = net.training_terms(x, lengths, samples, 1.0)
-                loss = -out["objective"].sum() / lengths.sum()
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(net.parameters(), 0.25)
-            opt.step()
-            if i >= spec["warmup"]:
-                times.append(sync() - start)
-    else:
-        net.eval()
-        with torch.no_grad(), autocast or contextlib.nullcontext():
-            for i in range(spec["warmup"] + spec["steps"]):
-                start = sync()
-                net.evaluate(x, lengths, spec["samples"], spec["chunk"])
-                if i >= spec["warmup"]:
-                    times.append(sync() - start)
-    if not spec.get("count", True):  # timing only (benchmarks run side by side with others)
-        return {"seconds": statistics.median(times), "tokens": int(lengths.sum())}
+    for i in range(spec["warmup"] + spec["steps"]):
+        start = sync()
+        step()
+        if i >= spec["warmup"]:
+            times.append(sync() - start)
+    return times
+
+
+def count_row(spec: dict, net, step, tokens: int) -> dict:
+    """A row's FLOPs (analytic for the recipes' models, else as counted), its floor at this
+    machine's rates, peak memory and where its step's time goes."""
+    device = torch.device(spec.get("device", "cpu"))
+    s = Sizes(**spec["sizes"])
     flow_layers = len(net.prior.flow.layers) if hasattr(net, "prior") else s.flow_layers
-    s_flow = replace(s, flow_layers=flow_layers)
-    tokens = int(lengths.sum())
-    analytic = spec["model"] not in VARIANTS
+    samples = spec["samples"] if spec["model"] != recipes.LSTM else 1
     train = spec["mode"] == "train"
+    analytic = spec["model"] in MODELS
+    s_flow = replace(s, flow_layers=flow_layers)
     flops = step_flops(s_flow, spec["model"], tokens, samples, train) if analytic else None
-
-    def one_step() -> None:
-        if spec["mode"] == "train":
-            with autocast or contextlib.nullcontext():
-                out = net.training_terms(x, lengths, samples, 1.0)
-                loss = -out["objective"].sum() / lengths.sum()
-            loss.backward()
-            net.zero_grad(set_to_none=True)
-        else:
-            with torch.no_grad(), autocast or contextlib.nullcontext():
-                net.evaluate(x, lengths, spec["samples"], spec["chunk"])
-
-    measured, shapes = count_flops(one_step, device)
-    floor_s = shape_floor(shapes, device, bf16)
+    measured, shapes = count_flops(step, device)
+    floor_s = shape_floor(shapes, device, spec.get("precision", "fp32") == "bf16")
+    gpu_mb = torch.cuda.max_memory_allocated(device) / 2**20 if device.type == "cuda" else 0.0
     return {
-        "seconds": statistics.median(times),
-        "tokens": tokens,
         "flops": measured if flops is None else flops,
         "flops_analytic": flops is not None,
         "flops_measured": measured,
         "floor_s": floor_s,
         "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
-        "peak_gpu_mb": torch.cuda.max_memory_allocated(device) / 2**20
-        if device.type == "cuda"
-        else 0.0,
-        "profile": profile_step(one_step, device),
+        "peak_gpu_mb": gpu_mb,
+        "profile": profile_step(step, device),
         "allocator_loaded": runtime.allocator(),  # checked by the parent against the row's
     }
 
 
-GEMMS = ("mm", "addmm", "bmm", "baddbmm")
+def run_row(spec: dict) -> dict:
+    """Time one row in this process: the median step, and (unless ``count`` is false) its
+    FLOPs, floor, memory and profile."""
+    from latentflow.runtime import apply_runtime
 
-
-def count_flops(step, device: torch.device) -> tuple[int, dict]:
-    """FLOPs of one step as PyTorch counts them (``FlopCounterMode``, forward and backward,
-    the LSTMs decomposed into their matmuls by ``native_rnn``: the same arithmetic), and the
-    same step as it runs: the time of its LSTM kernels (oneDNN) and the shape and FLOPs of
-    every other matmul: ``{"lstm_s": seconds, "gemms": {(batch, m, k, n): flops}}``."""
-    from torch.utils._python_dispatch import TorchDispatchMode
-    from torch.utils.flop_counter import FlopCounterMode
-
-    from latentflow.models.recurrent import native_rnn
-
-    counter = FlopCounterMode(display=False)
-    with native_rnn(), counter:
-        step()
-    found: dict = {"lstm_s": 0.0, "gemms": {}}
-
-    class AsItRuns(TorchDispatchMode):
-        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
-            name = func.__name__.split(".")[0]
-            if "rnn" in name or "lstm" in name:
-                if device.type == "cuda":
-                    torch.cuda.synchronize(device)
-                start = time.perf_counter()
-                out = func(*args, **(kwargs or {}))
-                if device.type == "cuda":
-                    torch.cuda.synchronize(device)
-                found["lstm_s"] += time.perf_counter() - start
-                return out
-            if name in GEMMS:
-                a, b = (args[1], args[2]) if name in ("addmm", "baddbmm") else (args[0], args[1])
-                batch = a.shape[0] if a.dim() == 3 else 1
-                key = (batch, a.shape[-2], a.shape[-1], b.shape[-1])
-                found["gemms"][key] = found["gemms"].get(key, 0) + 2 * math.prod(key)
-            return func(*args, **(kwargs or {}))
-
-    with AsItRuns():
-        step()
-    return int(counter.get_total_flops()), found
-
-
-def shape_floor(found: dict, device: torch.device, bf16: bool, cover: float = 0.95) -> float:
-    """A floor for the step at the rates this machine reaches *at its shapes*, measured now
-    (between rows, not once per run): the time of its LSTM kernels as they ran, plus its other
-    matmuls at the rate measured at their own shapes (those holding ``cover`` of their FLOPs
-    timed; the rest at the slowest rate seen)."""
-    shapes = found["gemms"]
-    total = sum(shapes.values())
-    dtype = torch.bfloat16 if bf16 else torch.float32
-    seconds, done, slowest = found["lstm_s"], 0, None
-    for (batch, m, k, n), flops in sorted(shapes.items(), key=lambda kv: -kv[1]):
-        if done >= cover * total:
-            break
-        a = torch.randn(batch, m, k, device=device, dtype=dtype)
-        b = torch.randn(batch, k, n, device=device, dtype=dtype)
-        reps = max(3, min(200, int(2e9 / max(1, 2 * batch * m * k * n))))
-        torch.bmm(a, b)
-        start = time.perf_counter()
-        for _ in range(reps):
-            torch.bmm(a, b)
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
-        rate = 2 * batch * m * k * n * reps / (time.perf_counter() - start)  # FLOP/s
-        slowest = rate if slowest is None else min(slowest, rate)
-        seconds += flops / rate
-        done += flops
-    if total > done and slowest:
-        seconds += (total - done) / slowest
-    return seconds
-
-
-def profile_step(step, device: torch.device) -> dict[str, float]:
-    """Where one step's time goes (torch.profiler, self CPU time): the LSTM kernels, matmuls,
-    the prior's serial loop (inclusive), elementwise and other ops, allocation, and what no op
-    accounts for (Python and dispatch)."""
-    from torch.profiler import ProfilerActivity, profile
-
-    start = time.perf_counter()
-    with profile(activities=[ProfilerActivity.CPU]) as prof:
-        step()
-    wall = time.perf_counter() - start
-    parts = {"lstm": 0.0, "matmul": 0.0, "elementwise": 0.0, "allocation": 0.0}
-    serial = 0.0
-    for event in prof.key_averages():
-        name, t = event.key.lower(), event.self_cpu_time_total / 1e6
-        if name == "latentflow.serial_loop":
-            serial += event.cpu_time_total / 1e6
-            continue
-        if "lstm" in name or "rnn" in name:
-            parts["lstm"] += t
-        elif any(g in name for g in ("::mm", "addmm", "bmm", "matmul", "::linear")):
-            parts["matmul"] += t
-        elif any(a in name for a in ("empty", "resize", "::zeros", "::ones")):
-            parts["allocation"] += t
-        else:
-            parts["elementwise"] += t
-    parts["python_and_dispatch"] = max(0.0, wall - sum(parts.values()))
-    parts["serial_loop_inclusive"] = serial
-    parts["profiled_wall"] = wall
-    return parts
+    torch.manual_seed(0)
+    apply_runtime(spec["threads"], malloc=spec["allocator"] == "glibc-tuned")
+    net, x, lengths = build_row(spec)
+    if spec["mode"] == "train":
+        opt = torch.optim.Adam(net.parameters(), lr=1e-3)
+        times = time_steps(row_step(spec, net, x, lengths, opt), spec)
+    else:
+        net.eval()
+        times = time_steps(row_step(spec, net, x, lengths), spec)
+    tokens = int(lengths.sum())
+    timed = {"seconds": statistics.median(times), "tokens": tokens}
+    if not spec.get("count", True):  # timing only (benchmarks run side by side with others)
+        return timed
+    return {**timed, **count_row(spec, net, row_step(spec, net, x, lengths), tokens)}
 
 
 # ---------------------------------------------------------------------------- parent
-def matmul_rate(
-    threads: int, n: int = 2048, repeats: int = 5, device: str = "cpu", precision: str = "fp32"
-) -> float:
-    """Dense matmul GFLOP/s on ``threads`` threads or a GPU (median of ``repeats``), in fp32 or
-    under bf16 autocast (what the rows of that precision run)."""
-    torch.set_num_threads(threads)
-    if device != "cpu":
-        n, repeats = 8192, 20
-    a, b = torch.randn(n, n, device=device), torch.randn(n, n, device=device)
-    if precision == "bf16":
-        a, b = a.bfloat16(), b.bfloat16()
-    elif device != "cpu":
-        torch.backends.cuda.matmul.allow_tf32 = False  # the floor of true fp32
-    a @ b
-    times = []
-    for _ in range(repeats):
-        if device != "cpu":
-            torch.cuda.synchronize()
-        start = time.perf_counter()
-        a @ b
-        if device != "cpu":
-            torch.cuda.synchronize()
-        times.append(time.perf_counter() - start)
-    return 2 * n**3 / statistics.median(times) / 1e9
-
-
 def row_environment(threads: int, allocator: str) -> dict[str, str]:
     """The environment of a row's process: its thread count, jemalloc preloaded for a jemalloc
     row and for no other (bench_versions runs other checkouts' rows with it too)."""
@@ -343,9 +237,9 @@ def row_environment(threads: int, allocator: str) -> dict[str, str]:
 
 
 def spawn(spec: dict) -> dict:
-    env = row_environment(spec["threads"], spec["allocator"])
+    env = module_environment(row_environment(spec["threads"], spec["allocator"]))
     proc = subprocess.run(
-        [sys.executable, __file__, "--row", json.dumps(spec)],
+        module_command("bench_train", "--row", json.dumps(spec)),
         capture_output=True,
         text=True,
         env=env,
@@ -356,76 +250,50 @@ def spawn(spec: dict) -> dict:
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
+def train_row(size: str, batch_name: str, length: int, model: str, steps: int, alloc: str):
+    """A training-step row: 16 sentences of ``length`` (``batch_name``), ``model``."""
+    return dict(mode="train", size=size, batch_name=batch_name, length=length, batch=16,
+                model=model, samples=ELBO_SAMPLES[size], steps=steps, warmup=1,
+                allocator=alloc)  # fmt: skip
+
+
+def eval_row(size: str, model: str, steps: int, alloc: str) -> dict:
+    """An IS-evaluation row (S = 50 for a flow) of the median batch."""
+    return dict(mode="eval", size=size, batch_name="median", length=112, batch=16, model=model,
+                samples=50 if model != recipes.LSTM else 1, chunk=10, steps=max(1, steps - 1),
+                warmup=1, allocator=alloc)  # fmt: skip
+
+
+def size_rows(args, size: str, batches: list[tuple[str, int]], models: list[str]) -> list[dict]:
+    """The rows of one size: every model on every batch, its evaluation rows, and the long
+    AF/AF batch on every other allocator (a CPU comparison)."""
+    gpu = args.device != "cpu"
+    main_alloc = main_allocator(args)
+    steps = args.steps or (3 if size == "cpu" else 2) * (10 if gpu else 1)
+    rows = [train_row(size, b, n, m, steps, main_alloc) for b, n in batches for m in models]
+    rows += [eval_row(size, m, steps, main_alloc) for m in (() if args.no_eval else models)]
+    if (not args.quick or args.allocators) and not gpu and ("long", 250) in batches:
+        allocators = ["glibc", "glibc-tuned"] + (["jemalloc"] if Path(JEMALLOC).exists() else [])
+        others = [a for a in allocators if a != main_alloc]  # the main one: measured above
+        rows += [train_row(size, "long", 250, "af_af", steps, a) for a in others]
+    return rows
+
+
 def plan(args) -> list[dict]:
+    """Every row of a run, in order: per size, then once more per precision beyond fp32."""
     sizes = args.sizes or (["cpu"] if args.quick else ["paper", "cpu"])
     batches = [
         b
         for b in [("median", 112), ("mixed", 112), ("long", 250)]
         if b[0] in (args.batches or "median,mixed,long")
     ]
-    rows = []
-    gpu = args.device != "cpu"
-    main_alloc = main_allocator(args)
     models = ["lstm"] + [m for m in args.models or MODELS if m != "lstm"]  # the ratios' base
-    for size in sizes:
-        steps = args.steps or (3 if size == "cpu" else 2) * (10 if gpu else 1)
-        for bname, length in batches:
-            for model in models:
-                rows.append(
-                    dict(
-                        mode="train",
-                        size=size,
-                        batch_name=bname,
-                        length=length,
-                        batch=16,
-                        model=model,
-                        samples=ELBO_SAMPLES[size],
-                        steps=steps,
-                        warmup=1,
-                        allocator=main_alloc,
-                    )
-                )
-        for model in () if args.no_eval else models:
-            rows.append(
-                dict(
-                    mode="eval",
-                    size=size,
-                    batch_name="median",
-                    length=112,
-                    batch=16,
-                    model=model,
-                    samples=50 if model != "lstm" else 1,
-                    chunk=10,
-                    steps=max(1, steps - 1),
-                    warmup=1,
-                    allocator=main_alloc,
-                )
-            )
-        if (not args.quick or args.allocators) and not gpu and ("long", 250) in batches:
-            allocators = ["glibc", "glibc-tuned"] + (
-                ["jemalloc"] if Path(JEMALLOC).exists() else []
-            )
-            for alloc in allocators:
-                if alloc == main_alloc:
-                    continue  # already measured above
-                rows.append(
-                    dict(
-                        mode="train",
-                        size=size,
-                        batch_name="long",
-                        length=250,
-                        batch=16,
-                        model="af_af",
-                        samples=ELBO_SAMPLES[size],
-                        steps=steps,
-                        warmup=1,
-                        allocator=alloc,
-                    )
-                )
+    rows = [row for size in sizes for row in size_rows(args, size, batches, models)]
     for r in rows:
         r.update(threads=args.threads, root=args.root, sizes=asdict(SIZES[r["size"]]))
         r.update(device=args.device, precision="fp32", compile=args.compile)
     # every row once per precision (the allocator rows: fp32 only)
+    main_alloc = main_allocator(args)
     extra = [p for p in args.precisions if p != "fp32"]
     rows += [{**r, "precision": p} for p in extra for r in rows if r["allocator"] == main_alloc]
     if "fp32" not in args.precisions:
@@ -446,7 +314,7 @@ def main_allocator(args) -> str:
     return chosen
 
 
-def main() -> None:
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="CPU size only (< 3 minutes)")
     parser.add_argument("--allocators", action="store_true", help="allocator rows in --quick")
@@ -474,11 +342,10 @@ def main() -> None:
     )
     parser.add_argument("--compile", action="store_true", help="torch.compile the flow stacks")
     parser.add_argument("--row", help=argparse.SUPPRESS)
-    args = parser.parse_args()
-    if args.row:
-        print(json.dumps(run_row(json.loads(args.row))))
-        return
+    return parser
 
+
+def check_args(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
     bad = set(args.precisions) - {"fp32", "bf16"}
     bad |= set(args.models or ()) - set(MODELS) - set(VARIANTS)
     if bad or args.device not in ("cpu", "cuda"):
@@ -489,75 +356,66 @@ def main() -> None:
         )
     if args.device == "cuda" and not torch.cuda.is_available():
         parser.error("--device cuda: no CUDA device visible to PyTorch")
-    rates = {
-        p: matmul_rate(args.threads, device=args.device, precision=p) for p in args.precisions
-    }
-    where = args.device if args.device != "cpu" else f"{args.threads} threads"
-    for p, rate in rates.items():
-        print(f"dense {p} matmul: {rate:.1f} GFLOP/s on {where}")
+
+
+ROW_KEYS = ("mode", "size", "batch_name", "length", "model", "samples", "allocator", "threads",
+            "device", "precision", "compile")  # fmt: skip
+PROFILE_KEYS = ("mode", "size", "batch_name", "model", "allocator", "precision")
+
+
+def result_row(spec: dict, out: dict, rate: float) -> tuple[dict, dict]:
+    """A row of the CSV from a row's spec and what its process measured (``rate``: the big
+    matmul GFLOP/s of its precision), and the row of the profile CSV."""
+    profile = out.pop("profile")
+    row = {**{k: spec[k] for k in ROW_KEYS}, **out}
+    row["chars_per_s"] = out["tokens"] / out["seconds"]
+    row["gflops"] = out["flops"] / out["seconds"] / 1e9
+    row["flops_ratio"] = out["flops_measured"] / out["flops"]  # measured / analytic
+    # floor: this step's own matmuls at the rates measured at their shapes, in this row
+    row["floor_fraction"] = out["floor_s"] / out["seconds"]
+    row["big_matmul_floor_fraction"] = out["flops"] / (rate * 1e9) / out["seconds"]
+    row["matmul_gflops"] = rate
+    return row, {**{k: row[k] for k in PROFILE_KEYS}, **profile}
+
+
+def run_rows(args, rates: dict[str, float]) -> tuple[list[dict], list[dict]]:
+    """Every planned row in its own process: the CSV's rows and the profile's."""
     results, profiles = [], []
-    main_alloc = main_allocator(args)
-    print(f"allocator of the main rows: {main_alloc}")
     for spec in plan(args):
         out = spawn(spec)
         loaded = out.pop("allocator_loaded")
         if spec["device"] == "cpu" and loaded != RUNTIME_NAME[spec["allocator"]]:
             raise SystemExit(f"row {spec['model']} asked for {spec['allocator']}, ran on {loaded}")
-        row = {
-            k: spec[k]
-            for k in (
-                "mode",
-                "size",
-                "batch_name",
-                "length",
-                "model",
-                "samples",
-                "allocator",
-                "threads",
-                "device",
-                "precision",
-                "compile",
-            )
-        }
-        rate = rates[spec["precision"]]
-        profile = out.pop("profile")
-        row.update(out)
-        row["chars_per_s"] = out["tokens"] / out["seconds"]
-        row["gflops"] = out["flops"] / out["seconds"] / 1e9
-        row["flops_ratio"] = out["flops_measured"] / out["flops"]  # measured / analytic
-        # floor: this step's own matmuls at the rates measured at their shapes, in this row
-        row["floor_fraction"] = out["floor_s"] / out["seconds"]
-        row["big_matmul_floor_fraction"] = out["flops"] / (rate * 1e9) / out["seconds"]
-        row["matmul_gflops"] = rate
+        row, profile = result_row(spec, out, rates[spec["precision"]])
         results.append(row)
-        keys = ("mode", "size", "batch_name", "model", "allocator", "precision")
-        profiles.append({**{k: row[k] for k in keys}, **profile})
+        profiles.append(profile)
         print(
             f"  {row['mode']:5s} {row['size']:5s} {row['batch_name']:6s} {row['model']:8s} "
             f"{row['allocator']:11s} {row['precision']:4s} {row['seconds']:8.3f} s",
             flush=True,
         )
-    for row in results:  # every row against the LSTM row of the same run, size, batch, mode
+    return results, profiles
+
+
+def add_vs_lstm(results: list[dict], main_alloc: str) -> None:
+    """Every row against the LSTM row of the same run, size, batch, mode and precision on the
+    main allocator (NaN where that batch ran only for the allocator rows)."""
+    same = ("mode", "size", "batch_name", "precision")
+    for row in results:
         base = next(
             (
                 r
                 for r in results
                 if r["model"] == "lstm"
-                and r["mode"] == row["mode"]
-                and r["size"] == row["size"]
-                and r["batch_name"] == row["batch_name"]
                 and r["allocator"] == main_alloc
-                and r["precision"] == row["precision"]
+                and all(r[k] == row[k] for k in same)
             ),
             None,
-        )  # none when that batch ran only for the allocator rows
+        )
         row["vs_lstm"] = row["seconds"] / base["seconds"] if base else float("nan")
-    name = "train_quick.csv" if args.quick else "train.csv"
-    if args.device != "cpu":
-        name = name.replace("train", f"train_{args.device}")
-    write_rows(RESULTS / name, results)
-    profile_name = name.replace(".csv", "_profile.csv")
-    write_rows(RESULTS / profile_name, profiles)
+
+
+def print_table(results: list[dict]) -> None:
     header = (
         f"{'mode':5s} {'size':5s} {'batch':6s} {'model':8s} {'allocator':11s} {'prec':4s} "
         f"{'s/step':>8s} {'chars/s':>9s} {'GFLOP/s':>8s} {'meas/an':>7s} {'floor':>6s} "
@@ -572,9 +430,35 @@ def main() -> None:
             f"{r['floor_fraction']:6.0%} "
             f"{r['vs_lstm']:7.1f}x {r['peak_gpu_mb'] or r['peak_rss_mb']:8.0f}"
         )
+
+
+def main() -> None:
+    parser = build_parser()
+    args = parser.parse_args()
+    if args.row:
+        print(json.dumps(run_row(json.loads(args.row))))
+        return
+    check_args(parser, args)
+    rates = {
+        p: matmul_rate(args.threads, device=args.device, precision=p) for p in args.precisions
+    }
+    where = args.device if args.device != "cpu" else f"{args.threads} threads"
+    for p, rate in rates.items():
+        print(f"dense {p} matmul: {rate:.1f} GFLOP/s on {where}")
+    main_alloc = main_allocator(args)
+    print(f"allocator of the main rows: {main_alloc}")
+    results, profiles = run_rows(args, rates)
+    add_vs_lstm(results, main_alloc)
+    name = "train_quick.csv" if args.quick else "train.csv"
+    if args.device != "cpu":
+        name = name.replace("train", f"train_{args.device}")
+    write_rows(RESULTS / name, results)
+    profile_name = name.replace(".csv", "_profile.csv")
+    write_rows(RESULTS / profile_name, profiles)
+    print_table(results)
     print(
         f"\nwritten: {RESULTS / name} and {profile_name} ({where}; allocator per row; "
-        "meas/an = FLOPs counted by FlopCounterMode / analytic (benchmarks/flops.py); floor = "
+        "meas/an = FLOPs counted by FlopCounterMode / analytic (benchmarks.flops); floor = "
         "the step's own matmuls at the rate measured at their shapes in that row; "
         "big-matmul rate "
         + ", ".join(f"{r:.0f} GFLOP/s ({p})" for p, r in rates.items())

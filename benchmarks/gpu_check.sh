@@ -25,8 +25,8 @@ for precision in 32-true bf16-mixed; do
     trainer.precision=$precision trainer.enable_progress_bar=false \
     paths.log_dir="$OUT/gpu_train_$precision" 2>&1 | tail -n 3 | tee "$OUT/gpu_train_$precision.txt"
 done
-"$PY" benchmarks/bench_train.py --device cuda --sizes paper --precisions fp32,bf16 --no-eval \
+"$PY" -m benchmarks.bench_train --device cuda --sizes paper --precisions fp32,bf16 --no-eval \
   2>&1 | tee "$OUT/bench_gpu.txt"
 cp benchmarks/results/train_cuda.csv "$OUT/train_cuda_fp32_bf16.csv" 2>/dev/null || true
-"$PY" benchmarks/bench_train.py --device cuda --sizes paper --precisions bf16 --no-eval --compile \
+"$PY" -m benchmarks.bench_train --device cuda --sizes paper --precisions bf16 --no-eval --compile \
   2>&1 | tee "$OUT/bench_gpu_compiled.txt"

@@ -1,14 +1,15 @@
 """Paper rows on a GPU lent for a few minutes: as many runs as fit, side by side, in one archive.
 
-    python3 benchmarks/gpu_paper_rows.py --prepare          # here, once: wheels + data in .gpu/
-    python3 benchmarks/gpu_paper_rows.py --minutes 8 --out "$OUT"       # on the GPU machine
+    python3 -m benchmarks.gpu_paper_rows --prepare          # here, once: wheels + data in .gpu/
+    PYTHONPATH=src python3 -m benchmarks.gpu_paper_rows --minutes 8 --out "$OUT"   # on the GPU
 
 The GPU machine has Python 3.12, a CUDA torch, pytorch-lightning, torchmetrics, matplotlib and
 scipy, but no hydra-core, omegaconf, antlr4 runtime or mido, and no network. ``--prepare``
 downloads those as wheels for Python 3.12 into ``.gpu/wheels`` and copies the music datasets
 into ``.gpu/data`` (``.gpu/`` is ignored by git: name it in the device tool's ``carry``). On the
 GPU the script installs the wheels into ``.gpu/site`` (``pip --no-index --no-deps --target``),
-puts ``src/`` on the path (no install, so the package's torch floor is not asked), records the
+puts ``src/`` on the children's path (no install, so the package's torch floor is not asked;
+the script itself reads ``latentflow.recipes`` from ``src/``: ``PYTHONPATH=src``), records the
 machine (``env.json``), proves a tiny run works on that torch, then trains the rows: JSB first,
 then Nottingham, seed 0 of every row before seed 1, up to ``--parallel`` runs at once (small
 batches leave a GPU mostly idle: runs side by side finish the set sooner), each in its own
@@ -22,7 +23,7 @@ A run cut by the budget is reported as such (``stop_reason: max_time``): its num
 of its best checkpoint so far, not the paper's protocol; only ``max_epochs`` or
 ``early_stopping`` rows are finished. Rehearse on the CPU with a tiny config:
 
-    python3 benchmarks/gpu_paper_rows.py --trainer cpu --minutes 2 --rows jsb/af_af \\
+    python3 -m benchmarks.gpu_paper_rows --trainer cpu --minutes 2 --rows jsb/af_af \\
         --seeds 0 --extra debug=tiny --out /tmp/rehearsal
 """
 
@@ -38,6 +39,8 @@ import tarfile
 import time
 from pathlib import Path
 
+from latentflow import recipes
+
 REPO = Path(__file__).resolve().parents[1]
 GPU_DIR = REPO / ".gpu"
 # What the GPU machine lacks (its image has torch, Lightning, torchmetrics, numpy, matplotlib,
@@ -45,8 +48,21 @@ GPU_DIR = REPO / ".gpu"
 WHEELS = ["hydra-core==1.3.8", "omegaconf==2.3.1", "mido==1.3.3"]
 SDIST_WHEELS = ["antlr4-python3-runtime==4.9.3"]  # no wheel on PyPI: built here (pure Python)
 DATASETS = ["jsb_chorales.npz", "nottingham.npz"]
-# Table 3, most wanted first: JSB, then Nottingham; flows before the LSTM baseline.
-ROWS = [f"{d}/{m}" for d in ("jsb", "nottingham") for m in ("af_af", "iaf_scf", "af_scf", "lstm")]
+# Table 3's recipes at the paper's sizes, most wanted first: JSB, then Nottingham; AF/AF, then
+# IAF/SCF (the fast one) and AF/SCF, any other flow, the LSTM baseline last.
+FIRST = ("af_af", "iaf_scf", "af_scf")
+
+
+def most_wanted(recipe: recipes.Recipe) -> tuple:
+    rank = FIRST.index(recipe.model) if recipe.model in FIRST else len(FIRST)
+    return (recipe.prior is None, rank, recipe.model)
+
+
+ROWS = [
+    r.name
+    for d in ("jsb", "nottingham")
+    for r in sorted(recipes.recipes(d, "paper"), key=most_wanted)
+]
 # The validation protocol of the CPU paper runs: S = 10 every epoch, S = 50 for the final numbers.
 RUN_ARGS = ["eval.val_num_samples=10", "trainer.enable_progress_bar=false"]
 KEEP = ("metrics.json", "config.yaml", "timing.csv", "train.log", "failed.json")

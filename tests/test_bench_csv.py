@@ -1,11 +1,26 @@
-"""benchmarks/csv_rows.py: the rows every benchmark writes, all or nothing."""
+"""The benchmarks package: the rows every benchmark writes (all or nothing), its modules run as
+``python -m benchmarks.<name>``, and the models they time come from latentflow.recipes."""
 
+import ast
 import csv
+import importlib
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 import torch
 
-from .helpers import load_benchmark, run_benchmark
+from latentflow import recipes
+
+from .helpers import run_benchmark
+
+REPO = Path(__file__).resolve().parents[1]
+SCRIPTS = sorted(p.stem for p in (REPO / "benchmarks").glob("*.py") if p.stem != "__init__")
+
+
+def load_benchmark(name: str):
+    return importlib.import_module(f"benchmarks.{name}")
 
 
 def tiny_ceiling(precisions: str, out) -> list[str]:
@@ -89,3 +104,47 @@ def test_the_ceiling_benchmark_skips_bf16_where_it_would_be_emulated(
     assert "bf16 skipped" in capsys.readouterr().out
     with pytest.raises(SystemExit, match="nothing to measure"):
         run_benchmark(bench, ["--precisions", "bf16"], monkeypatch)
+
+
+@pytest.mark.parametrize("name", SCRIPTS)
+def test_every_benchmark_imports_as_a_module_of_the_package_without_path_edits(name):
+    tree = ast.parse((REPO / "benchmarks" / f"{name}.py").read_text())
+    edits = [
+        node.lineno
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Attribute) and node.attr == "path"
+        and isinstance(node.value, ast.Name) and node.value.id == "sys"
+    ]  # fmt: skip
+    assert not edits, f"benchmarks/{name}.py touches sys.path (lines {edits})"
+    assert load_benchmark(name).__name__ == f"benchmarks.{name}"
+
+
+def test_a_benchmark_runs_with_python_dash_m_from_the_repository_root():
+    done = subprocess.run(
+        [sys.executable, "-m", "benchmarks.bench_train", "--help"],
+        cwd=REPO, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "--quick" in done.stdout
+
+
+def test_the_benchmarks_time_the_recipes_models_and_variants():
+    train, sample = load_benchmark("bench_train"), load_benchmark("bench_sample")
+    assert (
+        train.MODELS
+        == ("lstm", *recipes.main_models()[:-1])
+        == ("lstm", "af_af", "af_scf", "iaf_scf")
+    )
+    assert set(train.VARIANTS) == {v.name for v in recipes.VARIANTS}
+    spec = {"model": "af_af_spline", "sizes": {}}
+    assert train.row_overrides(spec)[:2] == ["prior=af_af", "transform=spline"]
+    assert train.row_overrides({"model": "lstm", "sizes": {}})[0] == "model=lstm"
+    known = {*recipes.models(), *train.VARIANTS, "lstm_nnlstm"}
+    assert set(sample.MODELS) <= known
+    assert sample.chosen_models("iaf_scf,af_only_spline") == ["iaf_scf", "af_only_spline"]
+    with pytest.raises(SystemExit, match="af_af\\+spline"):
+        sample.chosen_models("af_af+spline")
+    rows = load_benchmark("gpu_paper_rows").ROWS
+    assert set(rows) == {
+        r.name for d in ("jsb", "nottingham") for r in recipes.recipes(d, "paper")
+    }
