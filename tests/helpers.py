@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import functools
-import importlib.util
+import importlib
 import json
 import os
 import subprocess
@@ -12,17 +12,13 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from hydra import compose, initialize_config_dir
-from hydra.core.global_hydra import GlobalHydra
-from hydra.core.hydra_config import HydraConfig
-from omegaconf import DictConfig, open_dict
+from omegaconf import DictConfig
 
 from latentflow import recipes
 from latentflow.components import instantiate
+from latentflow.configs import compose
 from latentflow.models.build import build_net
-from latentflow.run import CONF_DIR, components_of
-
-BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
+from latentflow.run import components_of
 
 
 def run_module(
@@ -41,11 +37,8 @@ def run_module(
 
 
 def load_benchmark(name: str):
-    """Import ``benchmarks/<name>.py`` (a script folder, not a package) as a module."""
-    spec = importlib.util.spec_from_file_location(name, BENCHMARKS / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    """The module ``benchmarks.<name>`` (the repository's benchmarks package)."""
+    return importlib.import_module(f"benchmarks.{name}")
 
 
 def run_benchmark(module, args: list[str], monkeypatch) -> None:
@@ -62,17 +55,9 @@ TINY = ["debug=tiny", "runtime.threads=1", "trainer.enable_progress_bar=false"]
 
 
 def compose_config(name: str, overrides: list[str], out_dir: Path | None = None) -> DictConfig:
-    """Compose ``conf/<name>.yaml`` like the CLI would, with the run directory at ``out_dir``."""
-    GlobalHydra.instance().clear()
-    with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
-        cfg = compose(name, overrides=overrides, return_hydra_config=True)
-    if out_dir is not None:
-        with open_dict(cfg):
-            cfg.hydra.runtime.output_dir = str(out_dir)
-        HydraConfig.instance().set_config(cfg)
-    with open_dict(cfg):
-        del cfg["hydra"]  # as in a real run: the task sees no hydra node
-    return cfg
+    """Compose ``conf/<name>.yaml`` like the CLI would, with the run directory at ``out_dir``
+    (``latentflow.configs.compose``; default: a path under ``outputs/`` that is not created)."""
+    return compose(overrides, config_name=name, output_dir=out_dir)
 
 
 # Every prior of Tables 1-2 and every variant beyond the paper (latentflow.recipes), by name:

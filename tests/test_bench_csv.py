@@ -3,7 +3,6 @@
 
 import ast
 import csv
-import importlib
 import subprocess
 import sys
 from pathlib import Path
@@ -13,14 +12,10 @@ import torch
 
 from latentflow import recipes
 
-from .helpers import run_benchmark
+from .helpers import load_benchmark, run_benchmark
 
 REPO = Path(__file__).resolve().parents[1]
 SCRIPTS = sorted(p.stem for p in (REPO / "benchmarks").glob("*.py") if p.stem != "__init__")
-
-
-def load_benchmark(name: str):
-    return importlib.import_module(f"benchmarks.{name}")
 
 
 def tiny_ceiling(precisions: str, out) -> list[str]:

@@ -14,6 +14,8 @@ MODULES = [
     "latentflow.flows.transforms",
     "latentflow.lightning.anneal",
     "latentflow.models.recurrent",
+    "latentflow.recipes",
+    "latentflow.plotting.nlsq",
 ]
 
 

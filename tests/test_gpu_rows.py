@@ -29,7 +29,7 @@ def test_the_time_budget_and_the_row_order():
 @pytest.mark.slow
 def test_a_cpu_rehearsal_trains_the_rows_and_archives_their_small_files(real_data_root, tmp_path):
     out, runs = tmp_path / "out", tmp_path / "runs"
-    cmd = [sys.executable, "benchmarks/gpu_paper_rows.py", "--trainer", "cpu", "--minutes", "4"]
+    cmd = [sys.executable, "-m", "benchmarks.gpu_paper_rows", "--trainer", "cpu", "--minutes", "4"]
     cmd += ["--rows", "jsb/af_af", "jsb/lstm", "--seeds", "0", "--parallel", "2"]
     cmd += ["--extra", "debug=tiny", "--out", str(out), "--runs", str(runs)]
     env = {**os.environ, "LATENTFLOW_DATA": str(real_data_root)}

@@ -177,7 +177,7 @@ def test_prior_sample_shapes_masks_and_direction(name, float64):
 
 
 @pytest.mark.parametrize(
-    "name", ["af_af", "af_scf", "iaf_scf", "af_only", "af_af+spline", "iaf_scf+attention"]
+    "name", ["af_af", "af_scf", "iaf_scf", "af_only", "af_af_spline", "iaf_scf_attention"]
 )
 def test_prior_sample_without_autograd_equals_with_autograd(name, float64):
     prior = make_prior(name)

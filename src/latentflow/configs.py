@@ -51,6 +51,8 @@ def compose(
         cfg.hydra.runtime.output_dir = str(Path(output_dir).resolve())
     HydraConfig.instance().set_config(cfg)
     with open_dict(cfg):
+        if "experiment_name" in cfg:  # resolved now: a later compose resets HydraConfig
+            cfg.experiment_name = cfg.get("experiment_name")
         del cfg["hydra"]  # as in a real run: the task sees no hydra node
     return cfg
 
