@@ -76,7 +76,7 @@ BATCH64_LENGTHS = {"full": [50, 200], "quick": [50, 200], "tiny": [4]}
 # AMD EPYC (Zen 4, no AMX), jemalloc; AF/AF only at 1 thread. Another CPU gives other numbers:
 # compare ratios measured on one machine, not these seconds, across machines.
 REFERENCE_T200 = {"iaf_scf": 0.082, "af_scf": 1.61, "af_af": 29.1, "lstm": 0.927}
-# Issue 20's targets: IAF/SCF at least as fast as the reference; the others 2x faster.
+# Targets: IAF/SCF at least as fast as the reference implementation; the others 2x faster.
 TARGETS_T200 = {"iaf_scf": 0.082, "af_scf": 1.61 / 2, "af_af": 29.1 / 2, "lstm": 0.927 / 2}
 
 
@@ -113,8 +113,8 @@ def build(name: str, task: str, tiny: bool) -> torch.nn.Module:
 def sample_nn_lstm_per_step(
     net: torch.nn.Module, lengths: torch.Tensor, generator: torch.Generator
 ) -> torch.Tensor:
-    """The baseline sampled the way the reference implementation (and this package before
-    issue 6) did: one ``nn.LSTM`` call per time step, i.e. oneDNN's per-call weight re-layout
+    """The baseline sampled the way the reference implementation (and this package's first
+    version) did: one ``nn.LSTM`` call per time step, i.e. oneDNN's per-call weight re-layout
     on CPU. Same distribution as ``LSTMLanguageModel.sample``; shown as "LSTM-ref"."""
     B, T = lengths.shape[0], int(lengths.max())
     pos = net.pos(lengths, T)  # [B, T, P]

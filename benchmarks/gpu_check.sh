@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The GPU checks of issues 7 and 8 in one script, for a machine with one CUDA GPU:
+# The GPU checks (bf16 and compiled flows on CUDA) in one script, for a machine with one CUDA GPU:
 #   bash benchmarks/gpu_check.sh            (from the repository root; writes under $OUT or
 #                                            benchmarks/results/)
 # 1. a CUDA build of PyTorch in .venv-gpu (the CPU wheel of the Makefile cannot see a GPU);
@@ -19,7 +19,7 @@ fi
 PY="$VENV/bin/python"
 "$PY" -c "import torch; assert torch.cuda.is_available(), 'no CUDA device'; print(torch.cuda.get_device_name())" \
   | tee "$OUT/gpu_name.txt"
-export LATENTFLOW_DATA="${LATENTFLOW_DATA:-../shared/data}"
+export LATENTFLOW_DATA="${LATENTFLOW_DATA:-data}"
 for precision in 32-true bf16-mixed; do
   "$PY" -m latentflow.train experiment=jsb/af_af debug=tiny trainer=gpu \
     trainer.precision=$precision trainer.enable_progress_bar=false \

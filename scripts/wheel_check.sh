@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Build the wheel, install it into a clean virtual environment OUTSIDE the repository, and run
-# the three CLIs on the result: what `pip install latentflow` gives a user (issue 15).
+# the three CLIs on the result: what `pip install latentflow` gives a user.
 #   bash scripts/wheel_check.sh        (needs the data root in $LATENTFLOW_DATA; CI runs it)
 set -euo pipefail
 repo="$(cd "$(dirname "$0")/.." && pwd)"

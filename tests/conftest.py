@@ -1,5 +1,5 @@
-"""Shared test settings: one thread (on 2-core machines 2 threads made a tiny fit 90x slower)
-and a data-root fixture."""
+"""Shared test settings: one thread (on 2-core machines 2 threads made a tiny fit 90x slower),
+a data-root fixture, and the ``data`` marker on every test that reads the real datasets."""
 
 from __future__ import annotations
 
@@ -13,11 +13,7 @@ torch.set_num_threads(1)
 
 
 def _default_data_root() -> Path:
-    env = os.environ.get("LATENTFLOW_DATA")
-    if env:
-        return Path(env)
-    sibling = Path(__file__).resolve().parents[2] / "shared" / "data"
-    return sibling if sibling.exists() else Path("data")
+    return Path(os.environ.get("LATENTFLOW_DATA") or "data")
 
 
 @pytest.fixture(scope="session")
@@ -27,6 +23,13 @@ def real_data_root() -> Path:
     if not (root / "ptb").exists() or not (root / "music").exists():
         pytest.skip(f"real data not found under {root}")
     return root
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """``-m data`` / ``-m "not data"`` select by what a test reads: the real datasets."""
+    for item in items:
+        if "real_data_root" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.data)
 
 
 @pytest.fixture

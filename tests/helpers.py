@@ -126,6 +126,25 @@ def make_prior(
     return instantiate(node, "prior", partial=True)(max_length=max_length)
 
 
+def perturb(module: torch.nn.Module, scale: float = 1.0) -> None:
+    """Random, non-trivial parameters (the default init is a near-identity flow): weights
+    N(0, scale^2 / fan_in), biases and free parameters N(0, (scale / 4)^2)."""
+    with torch.no_grad():
+        for p in module.parameters():
+            std = scale / p.shape[-1] ** 0.5 if p.dim() == 2 else scale / 4
+            p.copy_(std * torch.randn_like(p))
+
+
+def perturbed_prior(
+    name: str, max_length: int, latent_dim: int, seed: int = 0, scale: float = 0.7
+) -> torch.nn.Module:
+    """The prior of ``VARIANTS[name]`` in float64 with non-trivial parameters, eval mode."""
+    recipe, overrides = VARIANTS[name]
+    prior = make_prior(recipe, max_length, seed, overrides, latent_dim=latent_dim).double()
+    perturb(prior, scale)
+    return prior.eval()
+
+
 def make_net(
     prior: str | None,
     text: bool = True,

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -371,3 +372,43 @@ class SignalInValidation(pl.Callback):
         fitting = trainer.state.fn == "fit" and not trainer.sanity_checking
         if fitting and trainer.current_epoch == self.epoch and batch_idx == self.batch:
             os.kill(os.getpid(), getattr(signal, self.signal))
+
+
+@dataclass
+class Reference:
+    """An uninterrupted run to compare resumed ones with: its metrics.json payload, its
+    ``last.ckpt`` and (when recorded) its training steps."""
+
+    payload: dict[str, Any]
+    last: dict[str, Any]
+    steps: list[dict[str, Any]] | None = None
+
+
+def uninterrupted(overrides: list[str], run_dir: Path, trace: Path | None = None) -> Reference:
+    """Train ``overrides`` in this process into ``run_dir``, uninterrupted."""
+    from latentflow.lightning.checkpoint_io import load_checkpoint_file
+    from latentflow.run import train
+
+    from .helpers import compose_config
+
+    _, payload = train(compose_config("train", overrides, run_dir))
+    last = load_checkpoint_file(run_dir / "checkpoints" / "last.ckpt")
+    return Reference(payload, last, read_steps(trace) if trace else None)
+
+
+def assert_same_end(run: Path, reference: Reference, steps: int, payload=None) -> None:
+    """A resumed run ended exactly where ``reference`` did: the same validation metrics (every
+    key) and step count, the same weights and Adam state (moments, step counts), and no
+    temporary checkpoint left. ``payload``: its metrics (default: its metrics.json)."""
+    from latentflow.lightning.checkpoint_io import TMP_PREFIX, load_checkpoint_file
+
+    payload = payload or json.loads((run / "metrics.json").read_text())
+    assert payload["val"] == reference.payload["val"]
+    assert payload["global_step"] == reference.payload["global_step"] == steps
+    last, ref = load_checkpoint_file(run / "checkpoints" / "last.ckpt"), reference.last
+    assert not same_tensors(last["state_dict"], ref["state_dict"])
+    opt, ref_opt = last["optimizer_states"][0]["state"], ref["optimizer_states"][0]["state"]
+    assert opt.keys() == ref_opt.keys()
+    for key in opt:
+        assert not same_tensors(opt[key], ref_opt[key]), key
+    assert not [p for p in (run / "checkpoints").iterdir() if p.name.startswith(TMP_PREFIX)]

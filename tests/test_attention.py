@@ -1,4 +1,4 @@
-"""The causal self-attention time conditioner (issue 17): the key/value cache gives exactly the
+"""The causal self-attention time conditioner: the key/value cache gives exactly the
 full recomputation, c_t sees only v_{<t}, gradients are right, and it drops into every prior with
 time dynamics from the command line."""
 

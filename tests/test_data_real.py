@@ -16,8 +16,6 @@ import torch
 from latentflow.data import download, music, ptb
 from latentflow.data.datamodules import PolyphonicDataModule, PTBCharDataModule
 
-pytestmark = pytest.mark.data
-
 TRAIN_SYMBOLS = "#$&'*-./0123456789<>N\\_abcdefghijklmnopqrstuvwxyz"
 
 

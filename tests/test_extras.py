@@ -1,4 +1,4 @@
-"""Optional features are extras (issue 18): missing, each says in one line what to install;
+"""Optional features are extras: missing, each says in one line what to install;
 the allocator tuning runs only where the model runs on the CPU."""
 
 from __future__ import annotations

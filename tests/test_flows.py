@@ -20,6 +20,8 @@ from latentflow.flows import (
 )
 from latentflow.flows.transforms import ScalarTransform
 
+from .helpers import perturb
+
 TRANSFORMS = [Affine, NLSq]
 
 
@@ -27,15 +29,6 @@ def random_params(
     transform: ScalarTransform, shape: tuple[int, ...], scale: float
 ) -> torch.Tensor:
     return scale * (2 * torch.rand(*shape, transform.num_params) - 1)
-
-
-def perturb(module: torch.nn.Module, scale: float = 1.0) -> None:
-    """Random, non-trivial parameters (the default init is a near-identity flow): weights
-    N(0, scale^2 / fan_in), biases and free parameters N(0, (scale / 4)^2)."""
-    with torch.no_grad():
-        for p in module.parameters():
-            std = scale / p.shape[1] ** 0.5 if p.dim() == 2 else scale / 4
-            p.copy_(std * torch.randn_like(p))
 
 
 # ----------------------------------------------------------------- scalar transforms

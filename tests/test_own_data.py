@@ -1,4 +1,4 @@
-"""Your own data (issue 16): any text corpus (data=text_file) and any folder of MIDI files
+"""Your own data: any text corpus (data=text_file) and any folder of MIDI files
 (data=midi_folder), with every model, resume, DDP, latentflow-eval and latentflow-sample; bad
 input refused in one line or counted."""
 

@@ -1,4 +1,4 @@
-"""The speed-up flags of issue 8: bf16 autocast (``trainer.precision=bf16-mixed``) keeps every
+"""The speed-up flags: bf16 autocast (``trainer.precision=bf16-mixed``) keeps every
 density term in fp32, and ``compile.flows`` compiles the flow stacks without changing the
 model's function or its checkpoint layout. On CPU; the GPU figures are the benchmark's."""
 

@@ -8,7 +8,7 @@ import torch
 from latentflow.flows import standard_normal_log_prob
 from latentflow.models.position import sequence_mask
 
-from .helpers import VARIANTS
+from .helpers import VARIANTS, perturbed_prior
 from .helpers import make_prior as build_recipe_prior
 
 PRIORS = VARIANTS  # every prior of Tables 1-2, with splines and attention where they apply
@@ -16,15 +16,9 @@ PRIORS = VARIANTS  # every prior of Tables 1-2, with splines and attention where
 T, H, MAXLEN = 4, 3, 8
 
 
-def make_prior(name: str, seed: int = 0):
-    """A recipe's prior at test sizes, with non-trivial parameters (the init is near identity)."""
-    recipe, overrides = VARIANTS[name]
-    prior = build_recipe_prior(recipe, MAXLEN, seed, overrides, latent_dim=H).double()
-    with torch.no_grad():
-        for p in prior.parameters():
-            std = 0.7 / p.shape[-1] ** 0.5 if p.dim() == 2 else 0.2
-            p.copy_(std * torch.randn_like(p))
-    return prior.eval()
+def sized_prior(name: str, seed: int = 0):
+    """``VARIANTS[name]``'s prior at this file's sizes (``helpers.perturbed_prior``)."""
+    return perturbed_prior(name, MAXLEN, H, seed)
 
 
 def flat_eps(prior, lengths):
@@ -37,7 +31,7 @@ def flat_eps(prior, lengths):
 
 @pytest.mark.parametrize("name", PRIORS)
 def test_log_prob_equals_bruteforce_jacobian(name, float64):
-    prior = make_prior(name)
+    prior = sized_prior(name)
     lengths = torch.tensor([T])
     z = torch.randn(1, T, H)
     jac = torch.autograd.functional.jacobian(flat_eps(prior, lengths), z.reshape(-1))  # [TH, TH]
@@ -48,7 +42,7 @@ def test_log_prob_equals_bruteforce_jacobian(name, float64):
 
 @pytest.mark.parametrize("name", PRIORS)
 def test_time_jacobian_structure(name, float64):
-    prior = make_prior(name)
+    prior = sized_prior(name)
     lengths = torch.tensor([T])
     jac = sum(
         torch.autograd.functional.jacobian(flat_eps(prior, lengths), torch.randn(T * H)).abs()
@@ -68,7 +62,7 @@ def test_time_jacobian_structure(name, float64):
 
 @pytest.mark.parametrize("name", PRIORS)
 def test_sample_then_log_prob_recovers_eps(name, float64):
-    prior = make_prior(name)
+    prior = sized_prior(name)
     lengths = torch.tensor([T, 2, 3])
     z, log_p = prior.sample(lengths, generator=torch.Generator().manual_seed(3))
     eps_drawn = prior._draw_eps(lengths, 1.0, torch.Generator().manual_seed(3))
@@ -84,7 +78,7 @@ def test_gradients_match_finite_differences(name, float64):
     """Directional derivative of log p(z) in a random direction over z and every parameter.
 
     This is the check that catches a coupling layer that detaches its pass-through half."""
-    prior = make_prior(name)
+    prior = sized_prior(name)
     lengths = torch.tensor([T, 3])
     z = torch.randn(2, T, H, requires_grad=True)
     params = [z, *prior.parameters()]
@@ -109,7 +103,7 @@ def test_gradients_match_finite_differences(name, float64):
 
 @pytest.mark.parametrize("name", PRIORS)
 def test_padding_never_leaks(name, float64):
-    prior = make_prior(name)
+    prior = sized_prior(name)
     lengths = torch.tensor([2, T])
     z = torch.randn(2, T, H)
     garbage = z.clone()

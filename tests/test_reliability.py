@@ -1,4 +1,4 @@
-"""Issue 19: the hostile inputs and faults that broke main, each refused in one line (exit != 0)
+"""The hostile inputs and faults that broke main, each refused in one line (exit != 0)
 or survived, and nothing in a run directory written before a resume is known to be valid."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Generation (issue 6): sampling paths of every prior and model, the fast no-grad inverses
+"""Generation: sampling paths of every prior and model, the fast no-grad inverses
 against the differentiable ones, MIDI round trips, the ``latentflow-sample`` app and the speed
 benchmark's plumbing."""
 
@@ -29,30 +29,21 @@ from .helpers import (
     compose_config,
     load_benchmark,
     make_net,
+    perturb,
+    perturbed_prior,
     recipe_components,
     run_benchmark,
 )
-from .helpers import make_prior as build_recipe_prior
 
 H, MAXLEN = 3, 12
-
-
-def perturb(module: torch.nn.Module, scale: float = 0.7) -> None:
-    """Non-trivial parameters (the default init is close to an identity flow)."""
-    with torch.no_grad():
-        for p in module.parameters():
-            std = scale / p.shape[-1] ** 0.5 if p.dim() == 2 else scale / 4
-            p.copy_(std * torch.randn_like(p))
 
 
 PRIORS = VARIANTS  # every prior of Tables 1-2, with splines and attention where they apply
 
 
-def make_prior(name: str, seed: int = 0):
-    recipe, overrides = VARIANTS[name]
-    prior = build_recipe_prior(recipe, MAXLEN, seed, overrides, latent_dim=H).double()
-    perturb(prior)
-    return prior.eval()
+def sized_prior(name: str, seed: int = 0):
+    """``VARIANTS[name]``'s prior at this file's sizes (``helpers.perturbed_prior``)."""
+    return perturbed_prior(name, MAXLEN, H, seed)
 
 
 def tiny_net(kind: str, name: str | None, text: bool, seed: int = 0) -> torch.nn.Module:
@@ -162,7 +153,7 @@ def test_prior_sample_shapes_masks_and_direction(name, float64):
     """z has the requested shape, zero padding, finite log-density; mapping z back through the
     density direction gives exactly the base noise drawn (scaled by the temperature), which is
     only true when each flow was inverted in its own (serial or parallel) direction."""
-    prior = make_prior(name)
+    prior = sized_prior(name)
     lengths = torch.tensor([5, 2, 3, 1])
     for temperature in (1.0, 0.6):
         with torch.no_grad():
@@ -180,7 +171,7 @@ def test_prior_sample_shapes_masks_and_direction(name, float64):
     "name", ["af_af", "af_scf", "iaf_scf", "af_only", "af_af_spline", "iaf_scf_attention"]
 )
 def test_prior_sample_without_autograd_equals_with_autograd(name, float64):
-    prior = make_prior(name)
+    prior = sized_prior(name)
     lengths = torch.tensor([4, 2])
     z_ref, lp_ref = prior.sample(lengths, generator=torch.Generator().manual_seed(1))
     with torch.inference_mode():

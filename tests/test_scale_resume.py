@@ -19,7 +19,6 @@ from pytorch_lightning.utilities.exceptions import SIGTERMException
 from latentflow.assembly import build_plugins
 from latentflow.lightning.callbacks import POSITION_KEY, PreemptionCheckpoint
 from latentflow.lightning.checkpoint_io import (
-    TMP_PREFIX,
     AtomicCheckpointIO,
     atomic_torch_save,
     load_checkpoint_file,
@@ -32,16 +31,14 @@ from .scale_helpers import (
     REPO,
     RESUMABLE,
     SignalAtStep,
+    assert_same_end,
     read_steps,
     same_tensors,
     subprocess_env,
     train_command,
+    uninterrupted,
     wait_for,
 )
-
-
-def load(path: Path) -> dict:
-    return load_checkpoint_file(path)
 
 
 def record(trace: Path) -> list[str]:
@@ -57,25 +54,7 @@ def reference(real_data_root, tmp_path_factory):
     root = tmp_path_factory.mktemp("reference")
     trace = root / "steps.jsonl"
     overrides = [*RESUMABLE, *record(trace), f"data.root={real_data_root}"]
-    cfg = compose_config("train", overrides, root / "run")
-    _, payload = train(cfg)
-    return {
-        "metrics": payload,
-        "last": load(root / "run" / "checkpoints" / "last.ckpt"),
-        "steps": read_steps(trace),
-    }
-
-
-def assert_same_end(run: Path, payload: dict, reference: dict) -> None:
-    assert payload["val"] == reference["metrics"]["val"]  # exactly, every key
-    assert payload["global_step"] == reference["metrics"]["global_step"] == 15
-    last, ref = load(run / "checkpoints" / "last.ckpt"), reference["last"]
-    assert not same_tensors(last["state_dict"], ref["state_dict"])
-    opt, ref_opt = last["optimizer_states"][0]["state"], ref["optimizer_states"][0]["state"]
-    assert opt.keys() == ref_opt.keys()
-    for key in opt:
-        assert not same_tensors(opt[key], ref_opt[key]), key  # Adam moments and step counts
-    assert not [p for p in (run / "checkpoints").iterdir() if p.name.startswith(TMP_PREFIX)]
+    return uninterrupted(overrides, root / "run", trace)
 
 
 def interrupt(
@@ -128,7 +107,7 @@ def test_sigterm_mid_epoch_then_resume_matches_an_uninterrupted_run(
     # go on and exits 128 + SIGTERM.
     assert code == 143, stderr[-2000:]
     assert "stopped by SIGTERM; resume with ckpt_path=" in stderr
-    ckpt = load(run / "checkpoints" / "last.ckpt")
+    ckpt = load_checkpoint_file(run / "checkpoints" / "last.ckpt")
     assert ckpt["global_step"] == 7 and ckpt[POSITION_KEY] == {"epoch": 1, "batches": 2}
     before = read_steps(trace)
     assert len(before) == 7
@@ -137,10 +116,12 @@ def test_sigterm_mid_epoch_then_resume_matches_an_uninterrupted_run(
 
     payload = resume(run, trace, real_data_root)
     # No batch lost or repeated; the KL weight, counters and data order continue exactly.
-    assert read_steps(trace) == reference["steps"]
-    assert_same_end(run, payload, reference)
+    assert read_steps(trace) == reference.steps
+    assert_same_end(run, reference, 15, payload)
     # The reported training time covers both processes, not only the resumed one.
-    both_parts = load(run / "checkpoints" / "last.ckpt")["callbacks"]["Timer"]["time_elapsed"]
+    both_parts = load_checkpoint_file(run / "checkpoints" / "last.ckpt")["callbacks"]["Timer"][
+        "time_elapsed"
+    ]
     assert payload["train_time_s"] >= both_parts["train"] > first_part
 
 
@@ -150,16 +131,18 @@ def test_sigkill_mid_epoch_resumes_from_the_step_checkpoint(reference, real_data
     every_2 = ["callbacks.step_checkpoint.every_n_train_steps=2"]
     code, _ = interrupt(run, trace, 9, signal.SIGKILL, subprocess_env(real_data_root), every_2)
     assert code == -signal.SIGKILL
-    ckpt = load(run / "checkpoints" / "last.ckpt")  # written at step 8, epoch 1 batch 3
+    ckpt = load_checkpoint_file(
+        run / "checkpoints" / "last.ckpt"
+    )  # written at step 8, epoch 1 batch 3
     assert ckpt["global_step"] == 8 and ckpt[POSITION_KEY] == {"epoch": 1, "batches": 3}
     killed = read_steps(trace)
     assert len(killed) == 9  # step 9 had been trained but not checkpointed
 
     trace.unlink()
     payload = resume(run, trace, real_data_root)
-    assert read_steps(trace) == reference["steps"][8:]  # it is trained again, identically
-    assert killed == reference["steps"][:9]
-    assert_same_end(run, payload, reference)
+    assert read_steps(trace) == reference.steps[8:]  # it is trained again, identically
+    assert killed == reference.steps[:9]
+    assert_same_end(run, reference, 15, payload)
 
 
 def test_requeue_signal_checkpoints_at_the_batch_boundary_then_hands_over(
@@ -176,7 +159,7 @@ def test_requeue_signal_checkpoints_at_the_batch_boundary_then_hands_over(
             train_with(cfg, SignalAtStep(2, "SIGUSR2"))
         assert calls == [signal.SIGUSR2]
         assert exit_info.value.code == 128 + signal.SIGUSR2
-        ckpt = load(tmp_path / "run" / "checkpoints" / "last.ckpt")
+        ckpt = load_checkpoint_file(tmp_path / "run" / "checkpoints" / "last.ckpt")
         assert ckpt["global_step"] == 3 and ckpt[POSITION_KEY] == {"epoch": 0, "batches": 3}
         assert signal.getsignal(signal.SIGUSR2) is not None  # restored
     finally:
@@ -200,18 +183,18 @@ def test_sigterm_inside_an_accumulated_step_waits_for_the_step(real_data_root, t
         f"data.root={real_data_root}",
     ]
     _, ref = train(compose_config("train", accumulate, tmp_path / "ref"))
-    ref_last = load(tmp_path / "ref" / "checkpoints" / "last.ckpt")
+    ref_last = load_checkpoint_file(tmp_path / "ref" / "checkpoints" / "last.ckpt")
 
     run = tmp_path / "run"
     # SIGTERM during the first of the two batches of step 5 (epoch 1, batches 2-3).
     with pytest.raises(SIGTERMException):
         train_with(compose_config("train", accumulate, run), SignalAtStep(5, "SIGTERM"))
-    ckpt = load(run / "checkpoints" / "last.ckpt")
+    ckpt = load_checkpoint_file(run / "checkpoints" / "last.ckpt")
     assert ckpt["global_step"] == 6 and ckpt[POSITION_KEY] == {"epoch": 1, "batches": 4}
 
     _, payload = train(compose_config("train", [*accumulate, "ckpt_path=auto"], run))
     assert payload["val"] == ref["val"] and payload["global_step"] == ref["global_step"] == 12
-    last = load(run / "checkpoints" / "last.ckpt")
+    last = load_checkpoint_file(run / "checkpoints" / "last.ckpt")
     assert not same_tensors(last["state_dict"], ref_last["state_dict"])
 
 
@@ -234,7 +217,7 @@ def test_atomic_save_keeps_the_previous_file_when_a_write_fails(tmp_path, monkey
     with pytest.raises(OSError, match="disk full"):
         AtomicCheckpointIO().save_checkpoint({"step": 2}, path)
     monkeypatch.undo()
-    assert load(path)["step"] == 1
+    assert load_checkpoint_file(path)["step"] == 1
     assert [p.name for p in tmp_path.iterdir()] == ["last.ckpt"]  # no temporary left
 
 
@@ -265,7 +248,9 @@ def test_atomic_save_survives_sigkill_while_writing(tmp_path):
         finally:
             proc.kill()
             proc.wait()
-        ckpt = load(path)  # readable, and whole: the stored sum matches the stored tensor
+        ckpt = load_checkpoint_file(
+            path
+        )  # readable, and whole: the stored sum matches the stored tensor
         assert ckpt["w"].numel() == 2_000_000 and ckpt["step"] >= 1
         assert torch.equal(ckpt["w"].sum(), ckpt["sum"])
 

@@ -1,4 +1,4 @@
-"""The real Slurm scheduler (issue 18): sbatch, srun, squeue, scancel and scontrol of a
+"""The real Slurm scheduler: sbatch, srun, squeue, scancel and scontrol of a
 single-node cluster on this machine (tests/slurm/start_local_slurm.sh; CI starts it), driven
 through ``hydra/launcher=slurm`` (hydra-submitit-launcher) as a user would.
 
@@ -22,7 +22,14 @@ from latentflow.lightning.checkpoint_io import load_checkpoint_file
 from latentflow.run import train
 
 from .helpers import compose_config
-from .scale_helpers import REPO, same_tensors, subprocess_env, train_command, wait_for
+from .scale_helpers import (
+    REPO,
+    assert_same_end,
+    subprocess_env,
+    train_command,
+    uninterrupted,
+    wait_for,
+)
 
 pytestmark = [pytest.mark.slow, pytest.mark.slurm]
 START = REPO / "tests" / "slurm" / "start_local_slurm.sh"
@@ -137,20 +144,7 @@ def only_job() -> str:
 @pytest.fixture(scope="module")
 def reference(real_data_root, tmp_path_factory):
     """RUN uninterrupted, in this process."""
-    root = tmp_path_factory.mktemp("reference")
-    _, payload = train(compose_config("train", [*RUN, f"data.root={real_data_root}"], root))
-    return payload, load_checkpoint_file(root / "checkpoints" / "last.ckpt")
-
-
-def assert_same_end(run: Path, reference) -> None:
-    payload, ref = reference
-    metrics = json.loads((run / "metrics.json").read_text())
-    assert metrics["val"] == payload["val"]
-    assert metrics["global_step"] == payload["global_step"] == 24
-    last = load_checkpoint_file(run / "checkpoints" / "last.ckpt")
-    assert not same_tensors(last["state_dict"], ref["state_dict"])
-    for key, state in last["optimizer_states"][0]["state"].items():
-        assert not same_tensors(state, ref["optimizer_states"][0]["state"][key])
+    return uninterrupted([*RUN, f"data.root={real_data_root}"], tmp_path_factory.mktemp("ref"))
 
 
 def test_a_two_task_ddp_job_end_to_end(slurm, real_data_root, tmp_path):
@@ -180,7 +174,7 @@ def test_time_limit_requeues_twice_and_ends_exactly(slurm, reference, real_data_
     logs = job_logs(tmp_path)
     assert logs.count(REQUEUED) == 2 and len(releaser.released) == 2, logs[-3000:]
     assert logs.count("[latentflow.lightning.callbacks][INFO] - resuming epoch") == 2, logs[-3000:]
-    assert_same_end(tmp_path / "sweep" / "0", reference)
+    assert_same_end(tmp_path / "sweep" / "0", reference, 24)
 
 
 def test_a_preemption_at_an_epochs_last_batch_resumes_exactly(
@@ -201,7 +195,7 @@ def test_a_preemption_at_an_epochs_last_batch_resumes_exactly(
         finish(proc)
     logs = job_logs(tmp_path)
     assert logs.count(REQUEUED) == 1 and "resuming epoch 2 at batch 1" in logs, logs[-3000:]
-    assert_same_end(tmp_path / "sweep" / "0", reference)
+    assert_same_end(tmp_path / "sweep" / "0", reference, 24)
 
 
 def test_a_requeue_signal_while_validating_resumes_exactly(
@@ -223,7 +217,7 @@ def test_a_requeue_signal_while_validating_resumes_exactly(
         finish(proc)
     logs = job_logs(tmp_path)
     assert logs.count(REQUEUED) == 1 and "resuming epoch 2 at batch 1" in logs, logs[-3000:]
-    assert_same_end(tmp_path / "sweep" / "0", reference)
+    assert_same_end(tmp_path / "sweep" / "0", reference, 24)
 
 
 def test_scancel_leaves_a_resumable_last_ckpt(slurm, reference, real_data_root, tmp_path):
@@ -257,7 +251,7 @@ def test_scancel_leaves_a_resumable_last_ckpt(slurm, reference, real_data_root, 
     assert last["global_step"] == 9
     cfg = compose_config("train", [*RUN, "ckpt_path=auto", f"data.root={real_data_root}"], run)
     train(cfg)
-    assert_same_end(run, reference)
+    assert_same_end(run, reference, 24)
 
 
 def test_an_array_of_three_sweep_points(slurm, real_data_root, tmp_path):

@@ -1,4 +1,4 @@
-"""The rational-quadratic spline transform (issue 17): log-dets against autograd, exact
+"""The rational-quadratic spline transform: log-dets against autograd, exact
 inverses, monotonicity at the knots and in the tails, finite-difference gradients, and the
 spline inside every hidden flow."""
 
@@ -121,7 +121,7 @@ def test_spline_in_every_hidden_flow(cls, float64):
 
 @pytest.mark.slow
 def test_spline_fits_the_four_gaussians_as_well_as_nlsq():
-    """Fig. 5c's toy: a 5-layer AF with splines within 0.03 nats of the true entropy (issue 17's
+    """Fig. 5c's toy: a 5-layer AF with splines within 0.03 nats of the true entropy (the
     target; measured 800 steps, seed 0, 1 thread)."""
     from functools import partial
 

@@ -1,4 +1,4 @@
-"""Sweeps survive a bad trial (issue 18): under -m a trial that fails is recorded (its error and
+"""Sweeps survive a bad trial: under -m a trial that fails is recorded (its error and
 overrides in failed.json) and the sweep goes on; the Optuna study counts it as FAIL."""
 
 from __future__ import annotations

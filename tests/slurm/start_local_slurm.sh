@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # A real single-node Slurm on this machine, for the tests: munged, slurmctld and slurmd on
-# localhost with a generated slurm.conf (ECOSYSTEM.md, "Hydra launchers and Slurm").
+# localhost with a generated slurm.conf.
 #   bash tests/slurm/start_local_slurm.sh [start|stop|status]
 # start is idempotent (a running cluster is left as it is); stop tears everything down.
 # Needs root and Debian's slurm-wlm + munge (CI: apt-get install -y slurm-wlm munge).
