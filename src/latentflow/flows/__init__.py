@@ -6,6 +6,12 @@ direction), ``inverse(u, context) -> (x, logabsdet)`` maps noise to data (differ
 stateless: ``forward(x, params)``, ``inverse(y, params)``, ``solve(y, params)``. Contracts:
 ``latentflow.protocols``.
 
+* ``transforms``: scalar transforms (affine, NLSq, with closed-form inverse where one exists);
+  ``spline``: the rational-quadratic spline.
+* ``made``: the masked autoencoder of the AF layers.
+* ``layers``: autoregressive, coupling and elementwise layers and ``FlowStack``.
+* ``hidden``: the hidden flows of a time step (AF, SCF, none), built from the layers.
+
 >>> import torch
 >>> flow = AutoregressiveFlow(4, 3, transform=NLSq, num_layers=2, hidden_features=16,
 ...                           num_hidden_layers=2)

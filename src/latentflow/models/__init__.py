@@ -1,5 +1,16 @@
 """Models in plain PyTorch: flow priors, time conditioners, the latent flow VAE and the LSTM
-baseline. Parts are injected (``latentflow.protocols``), never chosen by name."""
+baseline. Parts are injected (``latentflow.protocols``), never chosen by name.
+
+* ``priors``: the sequence priors p(z | T) (AF-in-time, IAF-in-time, independent).
+* ``conditioners``: the time conditioners (LSTM, causal attention) giving each step's context.
+* ``vae``: ``LatentFlowModel``, q(z|x), p(x|z) and the prior, with the ELBO.
+* ``baseline``: ``LSTMLanguageModel``, the LSTM baseline.
+* ``objectives``: the ELBO and importance-sampled NLL estimators, both metric conventions.
+* ``position``: length conditioning and masks; ``recurrent``: LSTM helpers (bidirectional
+  without packing, one step, kernel switch);
+  ``emission``: p(x_t | z_t, ...) for text and music.
+* ``build``: a model from component nodes; ``compile``: ``torch.compile`` of the flow stacks.
+"""
 
 from latentflow.models.baseline import LSTMLanguageModel
 from latentflow.models.conditioners import AttentionConditioner, LSTMConditioner

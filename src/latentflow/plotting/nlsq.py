@@ -33,7 +33,8 @@ def nlsq_composition(
     :math:`\\log p(z) = \\log N(f(z)) + \\sum_l \\log |f_l'|`.
 
     >>> out = nlsq_composition(num=4001, lim=6.0)
-    >>> mass = out["log_pz"].exp().sum() * (out["z"][1] - out["z"][0])
+    >>> z = out["z"]
+    >>> mass = out["log_pz"].exp().sum() * (z[1] - z[0])
     >>> round(mass.item(), 4)
     1.0
     """
