@@ -9,8 +9,8 @@ Each run goes to ``<out>/<name>_s<seed>`` (what ``scripts/seed_table.py`` reads)
 ``ckpt_path=auto``, so running the same command again after an interruption resumes every
 unfinished run exactly and skips the finished ones (those with a metrics.json). ``--parallel``
 runs share the cores: each gets ``runtime.threads = cores // parallel`` (at least 1) unless
-``--threads`` says otherwise. Logs:
-``<out>/<name>_s<seed>/train.log``.
+``--threads`` says otherwise. Logs: ``<out>/<name>_s<seed>/train.log`` (the run's own log)
+and ``console.log`` beside it (what the process printed: warnings, a one-line error).
 """
 
 from __future__ import annotations
@@ -73,7 +73,8 @@ def main() -> None:
             cmd = [sys.executable, "-m", "latentflow.train", *overrides, f"seed={seed}",
                    f"runtime.threads={threads}", f"hydra.run.dir={run_dir.resolve()}",
                    "ckpt_path=auto", "trainer.enable_progress_bar=false"]  # fmt: skip
-            log = open(run_dir / "train.log", "a")  # noqa: SIM115 (the child holds it open)
+            # not train.log: the run's own logger writes there, and each line would appear twice
+            log = open(run_dir / "console.log", "a")  # noqa: SIM115 (the child holds it open)
             env = {**os.environ, "OMP_NUM_THREADS": str(threads)}
             running.append(
                 (name, subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env))
@@ -81,7 +82,7 @@ def main() -> None:
             print(f"{time.strftime('%H:%M:%S')} {name}: started", flush=True)
         time.sleep(2)
     if failed:
-        raise SystemExit(f"{len(failed)} run(s) failed: {', '.join(failed)} (see their train.log)")
+        raise SystemExit(f"{len(failed)} run(s) failed: {', '.join(failed)} (see console.log)")
 
 
 if __name__ == "__main__":
