@@ -22,7 +22,7 @@ from latentflow.lightning.anneal import SCHEDULE_KINDS
 
 SEED_MAX = 2**32 - 1  # what numpy and Lightning's seed_everything accept
 BIG = 10**9  # "no practical upper bound" for counts
-TRAIN, EVAL, SAMPLE = "train", "eval", "sample"
+TRAIN, EVAL, SAMPLE, SWEEP = "train", "eval", "sample", "sweep"
 ALL = (TRAIN, EVAL, SAMPLE)
 PRECISIONS = ("32-true", "32", "64-true", "64", "16-mixed", "bf16-mixed", "bf16-true", "auto")
 ACCELERATORS = ("cpu", "gpu", "cuda", "mps", "auto")
@@ -182,6 +182,12 @@ SCHEMA: tuple[Key, ...] = (
     Key("audio.format", "choice", (SAMPLE,), choices=tuple(FORMATS)),
     _int("audio.sample_rate", (SAMPLE,), 8000, 192000),
     _int("audio.program", (SAMPLE,), 0, 127),
+    # a study (latentflow-sweep; its trials are checked as training runs)
+    _int("sweep.n_trials", (SWEEP,), 1, nullable=False),
+    _int("sweep.max_retry", (SWEEP,), 0, nullable=False),
+    _int("sweep.top", (SWEEP,), 1, nullable=False),
+    Key("sweep.poll_s", "number", (SWEEP,), low=0.0, high=3600.0, low_open=True, nullable=False),
+    Key("sweep.direction", "choice", (SWEEP,), choices=("minimize", "maximize"), nullable=False),
 )
 
 # Keys a user sets that the table does not range-check, and what checks them instead.
@@ -210,6 +216,13 @@ UNCHECKED = {
     "audio.soundfont": "audio.check_audio: the file must exist",
     "hydra": "Hydra's own settings",
     "prior": "a node (below); for a model without a prior, size presets it does not use",
+    "sweep.dir": "the study's directory, created when the first worker starts",
+    "sweep.study_name": "a label (the study's name in its storage, the W&B group)",
+    "sweep.storage": "study.validate_sweep_config: journal, sqlite or a URL",
+    "sweep.params": "search_space.parse_space: one line naming the key it cannot read",
+    "sweep.enqueue": "Optuna: trials with these values, run first",
+    "sweep.sampler": "a node: components.instantiate checks its arguments against the class",
+    "sweep.pruner": "a node: components.instantiate checks its arguments against the class",
 }
 # Groups of ``_target_`` nodes: their arguments are checked against the class they name
 # (``components.instantiate``, ``config_checks.check_components``).
