@@ -16,7 +16,7 @@ import time
 import pytest
 from omegaconf import OmegaConf
 
-from latentflow import config_checks, recipes, schema
+from latentflow import config_checks, recipes, schema, study
 
 from .helpers import compose_config
 
@@ -24,8 +24,9 @@ VALIDATE = {
     "train": config_checks.validate_train_config,
     "eval": config_checks.validate_eval_config,
     "sample": config_checks.validate_sample_config,
+    "sweep": study.validate_sweep_config,  # latentflow-sweep: a study's keys, then a trial's
 }
-BASE = {"train": [], "eval": ["ckpt_path=x.ckpt"], "sample": ["ckpt_path=x.ckpt"]}
+BASE = {"train": [], "eval": ["ckpt_path=x.ckpt"], "sample": ["ckpt_path=x.ckpt"], "sweep": []}
 CASES = [
     pytest.param(tool, key, bad, id=f"{tool}-{key.name}={bad!r}")
     for key in schema.SCHEMA
@@ -88,6 +89,8 @@ def leaves(node, prefix: str = ""):
 def unlisted(tool: str, overrides: list[str]) -> list[str]:
     cfg = OmegaConf.to_container(compose_config(tool, overrides), resolve=False)
     known = {k.name for k in schema.keys_for(tool)}
+    if tool == "sweep":  # a study's config is a trial's (train) with the sweep node on top
+        known |= {k.name for k in schema.keys_for("train")}
     return [
         key
         for key in leaves(cfg)
@@ -96,7 +99,7 @@ def unlisted(tool: str, overrides: list[str]) -> list[str]:
     ]
 
 
-@pytest.mark.parametrize("tool", ["train", "eval", "sample"])
+@pytest.mark.parametrize("tool", ["train", "eval", "sample", "sweep"])
 def test_no_key_of_a_tool_is_left_out_of_the_table(tool):
     assert unlisted(tool, BASE[tool]) == []
 
@@ -117,9 +120,9 @@ def test_the_table_check_can_fail():
 
 
 def run_cli_in_process(tool: str, args: list[str]) -> tuple[int, str, float]:
-    from latentflow import evaluate, sample, train
+    from latentflow import evaluate, sample, sweep, train
 
-    module = {"train": train, "eval": evaluate, "sample": sample}[tool]
+    module = {"train": train, "eval": evaluate, "sample": sample, "sweep": sweep}[tool]
     argv, err = sys.argv, io.StringIO()
     sys.argv = [f"latentflow-{tool}", *args]
     start = time.perf_counter()

@@ -1,14 +1,15 @@
 """Sweeps survive a bad trial: under -m a trial that fails is recorded (its error and
-overrides in failed.json) and the sweep goes on; the Optuna study counts it as FAIL."""
+overrides in failed.json) and the sweep goes on; a latentflow-sweep study counts it as FAIL."""
 
 from __future__ import annotations
 
 import json
-import sqlite3
+import subprocess
 
 import pytest
 
 from .scale_helpers import REPO, run_cli, subprocess_env
+from .test_sweep import sweep_command
 
 TINY = ["debug=tiny", "runtime.threads=1", "trainer.enable_progress_bar=false", "test=false"]
 
@@ -35,36 +36,31 @@ def test_a_failing_trial_does_not_end_a_basic_sweep(real_data_root, tmp_path):
 
 
 @pytest.mark.slow
-def test_an_optuna_study_with_a_failing_trial_completes(real_data_root, tmp_path):
-    pytest.importorskip("hydra_plugins.hydra_optuna_sweeper")
+def test_a_grid_study_with_a_failing_trial_completes(real_data_root, tmp_path):
+    """latentflow-sweep on a grid (GridSampler): the failing trial is FAIL with its one-line
+    error, the others complete; the same command again finds the study done and runs nothing."""
+    pytest.importorskip("optuna")
+    from latentflow.sweep_report import load_study
+
     sweep = tmp_path / "sweep"
     args = [
-        "-m",
         "--config-dir",
         str(REPO / "tests" / "user_conf"),
         "hparams_search=failing_study",
         "experiment=jsb/af_af",
         *TINY,
-        f"hydra.sweep.dir={sweep}",
+        f"sweep.dir={sweep}",
     ]
-    proc = run_cli(args, subprocess_env(real_data_root))
+    env = subprocess_env(real_data_root)
+    proc = subprocess.run(sweep_command(*args), cwd=REPO, env=env, capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr[-3000:]
-    with sqlite3.connect(sweep / "optuna.db") as db:
-        states = sorted(s for (s,) in db.execute("SELECT state FROM trials"))
-    assert states == ["COMPLETE", "COMPLETE", "COMPLETE", "FAIL"]
-    result = (sweep / "optimization_results.yaml").read_text()
-    assert "best_value" in result and "optimizer.lr" in result
+    trials = load_study(sweep).get_trials()
+    assert sorted(t.state.name for t in trials) == ["COMPLETE", "COMPLETE", "COMPLETE", "FAIL"]
+    assert sorted(t.params["optimizer.lr"] for t in trials) == [-1.0, 0.001, 0.002, 0.005]
     (failed,) = sweep.glob("*/failed.json")
     assert "optimizer.lr=-1.0" in json.loads(failed.read_text())["overrides"]
-    # The same command again continues the study (its database is in the sweep directory), its
-    # grid used up: n_trials ends it, not optuna's RuntimeError (latentflow/optuna_grid.py).
-    # Optuna re-evaluates a grid point of its own random choice, so the one new trial may be the
-    # failing one (CI drew it): then the sweep ends with the failed-trial summary, nothing else.
-    again = run_cli([*args, "hydra.sweeper.n_trials=1"], subprocess_env(real_data_root))
-    assert "RuntimeError" not in again.stderr and "Traceback" not in again.stderr, again.stderr
-    if again.returncode != 0:
-        last = [ln for ln in again.stderr.splitlines() if ln.strip()][-1]
-        assert again.returncode == 1 and "optimizer.lr=-1.0" in last, again.stderr[-3000:]
-        assert last.startswith("latentflow-train: error: the sweep ran every trial, but some")
-    with sqlite3.connect(sweep / "optuna.db") as db:
-        assert db.execute("SELECT COUNT(*) FROM trials").fetchone()[0] == 5
+    assert "Traceback" not in proc.stderr
+    assert "3 complete, 0 pruned, 1 failed" in (sweep / "summary.txt").read_text()
+    again = subprocess.run(sweep_command(*args), cwd=REPO, env=env, capture_output=True, text=True)
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert len(load_study(sweep).get_trials()) == 4

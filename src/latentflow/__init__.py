@@ -13,7 +13,8 @@ Which module owns what:
   ``resume`` (resume policy), ``loading`` (opening checkpoints), ``rundir`` (the run directory:
   lock, fresh start, atomic JSON), ``hydra_guard`` (checks before Hydra writes anything).
 * ``cli``: the command-line layer shared by the tools ``train``, ``evaluate``, ``sample``,
-  ``plot_cli`` and ``prepare``; ``sweeps``, ``optuna_grid``: Hydra multirun helpers.
+  ``plot_cli`` and ``prepare``; ``sweep``: Optuna studies (``latentflow-sweep``), with
+  ``study`` (storage, trial budget, retries), ``search_space``, ``pruning``, ``sweep_report``.
 * ``recipes``: the registry of ``experiment=`` recipes; ``conf/``: the Hydra configs.
 * ``generation``, ``midi``, ``audio``: what sampling writes (text, MIDI, piano rolls, sound);
   ``plotting``: the paper's figures; ``toy``: the Fig. 5c toy; ``tracking``: loggers;

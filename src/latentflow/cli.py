@@ -28,7 +28,8 @@ USER_ERRORS = (ConfigError, DataError, ComponentError, CheckpointWriteError, Aud
 class TrialFailed(Exception):
     """A trial of a sweep that failed with a user-level error: Hydra records it as a failed
     job (an ``Exception``, where ``SystemExit`` would end the whole sweep), the Optuna sweeper
-    as a failed trial (tolerated up to ``max_failure_rate``); the sweep goes on."""
+    as a failed trial; the sweep goes on. (``latentflow-sweep`` records its own failed trials:
+    ``latentflow.sweep``.)"""
 
     @classmethod
     def record(cls, run_dir: Path, err: Exception) -> TrialFailed:
@@ -44,7 +45,7 @@ class TrialFailed(Exception):
 
 EXTRA_HINTS = {  # a config that needs an optional extra -> the one line that says which
     "submitit": "the Slurm launcher needs the slurm extra: pip install 'latentflow[slurm]'",
-    "optuna": "the Optuna sweeper needs the sweep extra: pip install 'latentflow[sweep]'",
+    "optuna": "latentflow-sweep needs the sweep extra: pip install 'latentflow[sweep]'",
 }
 
 

@@ -146,8 +146,8 @@ class Worker:
             log.exception("trial %d failed", trial.number)
         print(f"{PROG}: trial {trial.number} failed: {line}", file=sys.stderr)
         overrides = trial.user_attrs.get("overrides", [])
-        write_json(run_dir / "failed.json", {"error": line, "type": type(err).__name__,
-                                              "overrides": overrides})  # fmt: skip
+        payload = {"error": line, "type": type(err).__name__, "overrides": overrides}
+        write_json(run_dir / "failed.json", payload)
         trial.set_user_attr("error", line[:1000])
         self.study.tell(trial, state=TrialState.FAIL)
 

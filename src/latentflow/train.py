@@ -54,6 +54,14 @@ def main(cfg: DictConfig) -> float | None:
 
 def cli() -> None:
     """The ``latentflow-train`` command: ``main`` with one-line configuration errors."""
+    study = next((a for a in sys.argv[1:] if a.lstrip("+~").startswith("hparams_search=")), None)
+    if study is not None:  # a study owns its trials: latentflow.sweep, not a Hydra sweeper
+        print(
+            f"latentflow-train: error: {study}: a study runs with latentflow-sweep (the same "
+            "arguments, without -m)",
+            file=sys.stderr,
+        )
+        raise SystemExit(2)
     run_cli(main, "latentflow-train")
 
 
