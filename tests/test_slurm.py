@@ -265,3 +265,34 @@ def test_an_array_of_three_sweep_points(slurm, real_data_root, tmp_path):
         metrics = json.loads((tmp_path / "sweep" / str(num) / "metrics.json").read_text())
         assert metrics["prior"]["flow"]["transform"]["_target_"].endswith(name), out[-2000:]
         assert metrics["epochs"] == 1
+
+
+def test_a_study_as_a_slurm_array_of_two_tasks(slurm, real_data_root, tmp_path):
+    """latentflow-sweep as `sbatch --array=0-1`: two tasks, one journal study of 3 trials;
+    each trial runs once, in a task of the array, and the failing one is recorded."""
+    import shlex
+    import sys
+
+    from latentflow.sweep_report import load_study
+
+    sweep = tmp_path / "sweep"
+    user_conf = str(REPO / "tests" / "user_conf")
+    command = [
+        sys.executable, "-m", "latentflow.sweep", "--config-dir", user_conf,
+        "hparams_search=shared_study", "sweep.n_trials=3", *RUN, f"sweep.dir={sweep}",
+    ]  # fmt: skip
+    sbatch = [
+        "sbatch", "--parsable", "--wait", "--array=0-1", "--partition=debug",
+        "--cpus-per-task=1", f"--chdir={REPO}", f"--output={tmp_path}/task-%a.out",
+        "--wrap", " ".join(shlex.quote(part) for part in command),
+    ]  # fmt: skip
+    proc = subprocess.run(
+        sbatch, env=subprocess_env(real_data_root), capture_output=True, text=True, timeout=600
+    )
+    logs = "".join(p.read_text()[-1500:] for p in sorted(tmp_path.glob("task-*.out")))
+    assert proc.returncode == 0, proc.stderr + logs
+    trials = [t for t in load_study(sweep).get_trials() if not t.user_attrs.get("surplus")]
+    assert sorted(t.number for t in trials) == [0, 1, 2], logs
+    for t in trials:
+        assert t.state.name == ("FAIL" if t.params["optimizer.lr"] < 0 else "COMPLETE")
+        assert t.user_attrs["worker"].endswith(("(array task 0)", "(array task 1)"))
