@@ -108,10 +108,12 @@ def test_two_workers_finish_the_study_running_each_trial_once(real_data_root, tm
         assert "Traceback" not in (sweep / str(t.number) / "train.log").read_text()
 
 
-def test_a_killed_workers_trial_resumes_from_its_checkpoint(real_data_root, tmp_path):
-    """Two identical trials; the first worker is killed (SIGKILL) in epoch 2 of trial 0. A new
-    worker retries trial 0 from its last.ckpt and runs trial 1: the resumed run ends exactly
-    where the uninterrupted one does."""
+@pytest.mark.parametrize("signum", [signal.SIGKILL, signal.SIGTERM], ids=["kill", "term"])
+def test_a_killed_workers_trial_resumes_from_its_checkpoint(real_data_root, tmp_path, signum):
+    """Two identical trials; the first worker is killed (SIGKILL) or preempted (SIGTERM: it
+    hands its trial over itself, exit 143) in epoch 2 of trial 0. A new worker retries trial 0
+    from its last.ckpt and runs trial 1: the resumed run ends exactly where the uninterrupted
+    one does."""
     sweep, marker = tmp_path / "sweep", tmp_path / "paused"
     pause = [
         "+callbacks.pause._target_=tests.scale_helpers.PauseAtStep",
@@ -130,8 +132,9 @@ def test_a_killed_workers_trial_resumes_from_its_checkpoint(real_data_root, tmp_
         text=True,
     )
     wait_for(marker, first)
-    first.send_signal(signal.SIGKILL)
-    first.wait(timeout=30)
+    first.send_signal(signum)
+    code = first.wait(timeout=60)
+    assert code == (-9 if signum == signal.SIGKILL else 143), first.stdout.read()[-3000:]
     assert (sweep / "0" / "checkpoints" / "last.ckpt").is_file()
     again = run_sweep(args, env)
     assert again.returncode == 0, again.stderr[-3000:]

@@ -202,11 +202,11 @@ def main(argv: list[str] | None = None) -> None:
     cfg = compose(args.overrides, config_name="sweep", config_dir=args.config_dir)
     validate_sweep_config(cfg)
     worker = Worker(cfg, args.overrides, args.config_dir)
+    from pytorch_lightning.utilities.exceptions import SIGTERMException
+
     try:
         worker.run()
-    except Exception as err:  # noqa: BLE001  a SIGTERM (preemption) ends this worker
-        if type(err).__name__ != "SIGTERMException":
-            raise
+    except SIGTERMException:  # preempted: its trial is handed over (run_trial)
         print(f"{PROG}: stopped by SIGTERM; its trial will be retried", file=sys.stderr)
         raise SystemExit(128 + 15) from None
     print(report(worker.dir, int(cfg.sweep.top)))
