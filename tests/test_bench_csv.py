@@ -132,8 +132,14 @@ def test_the_benchmarks_time_the_recipes_models_and_variants():
     )
     assert set(train.VARIANTS) == {v.name for v in recipes.VARIANTS}
     spec = {"model": "af_af_spline", "sizes": {}}
-    assert train.row_overrides(spec)[:2] == ["prior=af_af", "transform=spline"]
-    assert train.row_overrides({"model": "lstm", "sizes": {}})[0] == "model=lstm"
+    assert load_benchmark("train_rows").row_overrides(spec)[:2] == [
+        "prior=af_af",
+        "transform=spline",
+    ]
+    assert (
+        load_benchmark("train_rows").row_overrides({"model": "lstm", "sizes": {}})[0]
+        == "model=lstm"
+    )
     known = {*recipes.models(), *train.VARIANTS, "lstm_nnlstm"}
     assert set(sample.MODELS) <= known
     assert sample.chosen_models("iaf_scf,af_only_spline") == ["iaf_scf", "af_only_spline"]

@@ -58,7 +58,13 @@ def test_every_checkpoint_read_goes_through_the_safe_loader():
         *(root / "scripts").glob("*"),
     ]
     files += [*(root / "notebooks").glob("*.ipynb")]
-    unsafe = [str(f) for f in files if f.is_file() and "weights_only=False" in f.read_text()]
+    unsafe = [  # a load that asks to unpickle code (saving the full state is no load)
+        f"{f}:{n}"
+        for f in files
+        if f.is_file()
+        for n, line in enumerate(f.read_text().splitlines(), 1)
+        if "weights_only=False" in line and "save_checkpoint(" not in line
+    ]
     assert not unsafe
     loaders = [
         str(f.relative_to(SRC)) for f in SRC.rglob("*.py") if "torch.load(" in f.read_text()
@@ -171,3 +177,48 @@ def test_only_the_internals_module_touches_lightnings_private_api():
         if f != SRC / "lightning" / "internals.py"
     }
     assert {path: found for path, found in uses.items() if found} == {}
+
+
+# -- Size and privacy: modules a reader takes in at once -------------------------------------
+MAX_MODULE_LINES, MAX_FUNCTION_LINES = 400, 60
+
+
+def python_files() -> list[Path]:
+    root = SRC.parents[1]
+    return [*SRC.rglob("*.py"), *(root / "benchmarks").rglob("*.py")]
+
+
+def test_no_module_over_400_lines_and_no_function_over_60():
+    long_modules, long_functions = [], []
+    for path in python_files():
+        text = path.read_text()
+        if len(text.splitlines()) > MAX_MODULE_LINES:
+            long_modules.append(str(path))
+        for node in ast.walk(ast.parse(text)):
+            if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
+                length = node.end_lineno - node.lineno + 1
+                if length > MAX_FUNCTION_LINES:
+                    long_functions.append(f"{path}:{node.lineno} {node.name} ({length} lines)")
+    assert long_modules == [] and long_functions == []
+
+
+def private_imports(text: str) -> list[str]:
+    """``from latentflow.x import _name`` (or benchmarks.x): a private name of another module."""
+    return [
+        f"{node.module}.{alias.name}"
+        for node in ast.walk(ast.parse(text))
+        if isinstance(node, ast.ImportFrom) and node.module
+        and node.module.split(".")[0] in ("latentflow", "benchmarks")
+        for alias in node.names
+        if alias.name.startswith("_") and not alias.name.startswith("__")
+    ]  # fmt: skip
+
+
+def test_no_module_imports_a_private_name_of_another():
+    root = SRC.parents[1]
+    files = [*python_files(), *(root / "tests").rglob("*.py"), *(root / "scripts").glob("*.py")]
+    found = [f"{path}: {name}" for path in files for name in private_imports(path.read_text())]
+    assert found == []
+    assert private_imports("from latentflow.data.base import _helper") == [
+        "latentflow.data.base._helper"
+    ]

@@ -12,6 +12,7 @@ from pytorch_lightning.utilities.rank_zero import rank_zero_only
 
 from latentflow.config_checks import ConfigError
 from latentflow.configs import current_hparams, plain
+from latentflow.lightning.internals import timer_budget_is_set
 
 
 def resume_point(cfg: DictConfig, out_dir: Path) -> str | None:
@@ -67,7 +68,7 @@ def stop_reason(trainer: pl.Trainer, timer: Timer) -> str:
 
     if any(isinstance(c, EarlyStopping) and c.stopped_epoch > 0 for c in trainer.callbacks):
         return "early_stopping"
-    if timer._duration is not None and timer.time_remaining("train") is not None:
+    if timer_budget_is_set(timer):
         if timer.time_remaining("train") <= 0:
             return "max_time"
     if trainer.max_steps > 0 and trainer.global_step >= trainer.max_steps:
