@@ -7,7 +7,8 @@ stateless: ``forward(x, params)``, ``inverse(y, params)``, ``solve(y, params)``.
 ``latentflow.protocols``.
 
 * ``transforms``: scalar transforms (affine, NLSq, with closed-form inverse where one exists);
-  ``spline``: the rational-quadratic spline.
+  ``spline``: the rational-quadratic spline; ``mixture``: the mixture-of-logistics CDF
+  (Flow++, TarFlowLM).
 * ``made``: the masked autoencoder of the AF layers.
 * ``layers``: autoregressive, coupling and elementwise layers and ``FlowStack``.
 * ``hidden``: the hidden flows of a time step (AF, SCF, none), built from the layers.
@@ -34,6 +35,7 @@ from latentflow.flows.layers import (
     standard_normal_log_prob,
 )
 from latentflow.flows.made import MADE, MaskedLinear
+from latentflow.flows.mixture import MixtureLogisticCDF
 from latentflow.flows.spline import RationalQuadraticSpline
 from latentflow.flows.transforms import Affine, NLSq, ScalarTransform
 
@@ -49,6 +51,7 @@ __all__ = [
     "FlowLayer",
     "FlowStack",
     "MaskedLinear",
+    "MixtureLogisticCDF",
     "NLSq",
     "RationalQuadraticSpline",
     "ScalarTransform",
