@@ -108,6 +108,7 @@ def open_study(cfg: DictConfig, directory: Path) -> Any:
     space = parse_space(plain(cfg.sweep.get("params")))
     sampler_node = dict(plain(cfg.sweep.sampler) or {"_target_": "optuna.samplers.TPESampler"})
     if str(sampler_node["_target_"]).endswith("GridSampler"):
+        sampler_node["_target_"] = "latentflow.study.StudyGridSampler"
         sampler_node.setdefault("search_space", grid_of(space))
     directory.mkdir(parents=True, exist_ok=True)
     with file_lock(directory / "study.lock"):
@@ -123,6 +124,24 @@ def open_study(cfg: DictConfig, directory: Path) -> Any:
             for params in plain(cfg.sweep.get("enqueue")) or []:
                 study.enqueue_trial(dict(params))
     return study
+
+
+def grid_sampler_class() -> type:
+    """Optuna's GridSampler, without the ``Study.stop()`` it calls once the grid is used up:
+    outside ``Study.optimize`` (the workers ask and tell) that call raises. ``n_trials`` ends
+    a study; a used-up grid samples its points again, at random."""
+    from optuna.samplers import GridSampler
+
+    class StudyGridSampler(GridSampler):
+        def after_trial(self, study: Any, trial: Any, state: Any, values: Any) -> None:
+            return
+
+    return StudyGridSampler
+
+
+def StudyGridSampler(*args: Any, **kwargs: Any) -> Any:  # noqa: N802  a `_target_`
+    """``sweep.sampler`` GridSampler, as the workers use it (``grid_sampler_class``)."""
+    return grid_sampler_class()(*args, **kwargs)
 
 
 def root_of(trial: Any) -> int:
