@@ -27,7 +27,8 @@ def test_timing_rows_add_up_and_a_resume_appends(real_data_root, tmp_path):
     for row in rows[1:]:
         assert int(row["batches"]) == 3
         parts = sum(float(row[k]) for k in ("train_s", "val_s", "ckpt_s", "other_s"))
-        assert parts == pytest.approx(float(row["wall_s"]), abs=2e-3)
+        # four parts and the wall, each written to the millisecond: at most 5 x 0.5 ms apart
+        assert parts == pytest.approx(float(row["wall_s"]), abs=2.6e-3)
         assert float(row["train_s"]) > 0 and float(row["val_s"]) > 0
         assert float(row["ckpt_s"]) > 0  # the step checkpoints and last/best at the epoch end
     payload = json.loads((run / "metrics.json").read_text())
