@@ -105,6 +105,8 @@ def recipe_components(
     if p is not None:
         p.update(latent_dim=latent_dim, pos_dim=pos_dim)
         p["flow"].update(num_layers=flow_layers, hidden_features=flow_hidden)
+        if "num_blocks" in p:  # stacked blocks in time (TarFlowLM): two, one each way
+            p["num_blocks"] = 2
         if "conditioner" in p:
             if p["conditioner"]["_target_"].endswith("AttentionConditioner"):
                 sizes = {"width": conditioner_hidden, "num_heads": 2, "mlp_ratio": 2}

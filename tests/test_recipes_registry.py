@@ -30,11 +30,19 @@ def test_every_paper_row_has_a_recipe_at_the_paper_size():
     assert recipes.datasets() == ("jsb", "muse_data", "nottingham", "piano_midi", "ptb")
     assert recipes.main_models() == ("af_af", "af_scf", "iaf_scf", "lstm")
     ablations = {"ablation_no_nlsq", "ablation_no_af_hidden", "ablation_no_af_hidden_no_nlsq"}
-    assert set(recipes.models("ptb")) == {*recipes.main_models(), "af_only", *ablations}
+    successors = set(recipes.SUCCESSORS)
+    assert set(recipes.models("ptb")) == {
+        *recipes.main_models(),
+        "af_only",
+        *ablations,
+        *successors,
+    }
+    assert set(recipes.models("jsb")) == {*recipes.main_models(), *successors}
     for dataset in recipes.datasets():
         paper = recipes.recipes(dataset, "paper")
         assert {r.model for r in paper} == set(recipes.models(dataset))
-        assert all(r.paper for r in paper), dataset  # the number the row is compared with
+        # the number the row is compared with; a later paper's row has none of the 2019 paper's
+        assert all(bool(r.paper) != (r.model in successors) for r in paper), dataset
     assert "lstm" not in recipes.priors() and "af_only" in recipes.priors()
 
 

@@ -18,6 +18,9 @@ config key             protocol              called with (wiring) -> returns
 ``prior.flow``         ``HiddenFlow``        ``(features=H, context_features=C)``
 ``prior.conditioner``  ``TimeConditioner``   ``(in_features=H, position_features=P)``
 ``prior``              ``SequencePrior``     ``(max_length=T_max)``
+``model.encoder``      ``SequenceEncoder``   ``(num_features, max_length, text, latent_dim)``
+``model.decoder``      ``SequenceDecoder``   ``(num_features, max_length, text, latent_dim,
+                                             encoder)``
 ``model``              ``SequenceModel``     ``(num_features, max_length, text,
                                              length_distribution[, prior])``
 ``optimizer``          (torch optimizer)     ``(params)``
@@ -114,6 +117,28 @@ class SequencePrior(Protocol):
 
 
 @runtime_checkable
+class SequenceEncoder(Protocol):
+    """q(z_{1:T} | x, T) = prod_t N(z_t; mu_t, diag exp(logvar_t)): the mean-field posterior of
+    the latent flow model (a BiLSTM in the 2019 paper, a per-token codebook in TarFlowLM)."""
+
+    def forward(self, x: Tensor, lengths: Tensor) -> tuple[Tensor, Tensor]:
+        """``x [B, T]`` ids or ``[B, T, 88]`` rolls, ``lengths [B]`` -> ``(mu, logvar)``, each
+        ``[B, T, H]``; padded steps may hold anything (the model masks them)."""
+        ...
+
+
+@runtime_checkable
+class SequenceDecoder(Protocol):
+    """p(x_t | z_{1:T}, T): emission logits per step (Categorical for text, 88 Bernoullis for
+    music). Built with the encoder, so it may share its parameters (tied weights, a codebook)."""
+
+    def forward(self, z: Tensor, lengths: Tensor) -> Tensor:
+        """``z [B, T, H]``, ``lengths [B]`` -> logits ``[B, T, V | 88]``; a padded z_t must not
+        change a valid step's logits."""
+        ...
+
+
+@runtime_checkable
 class SequenceModel(Protocol):
     """A model of discrete sequences given their length: the flow VAE, the LSTM baseline."""
 
@@ -181,6 +206,8 @@ class DataModule(Protocol):
 ROLES: dict[str, type] = {
     "model": SequenceModel,
     "prior": SequencePrior,
+    "model.encoder": SequenceEncoder,
+    "model.decoder": SequenceDecoder,
     "prior.flow": HiddenFlow,
     "prior.conditioner": TimeConditioner,
     "prior.flow.transform": ScalarTransform,

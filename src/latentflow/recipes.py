@@ -29,6 +29,9 @@ import yaml
 EXPERIMENT_DIR = Path(__file__).resolve().parent / "conf" / "experiment"
 SIZES = ("paper", "cpu")
 LSTM = "lstm"
+# Rows of a later paper built from the same parts, with no number in the 2019 paper's tables:
+# TarFlowLM (Zhang, Zhai, Gu et al. 2025), whose prior config also picks its encoder/decoder.
+SUCCESSORS = ("tarflowlm",)
 
 
 @dataclass(frozen=True)

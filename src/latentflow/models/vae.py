@@ -1,27 +1,57 @@
-"""The latent flow model (paper Sec. 4-5): q(z|x) mean-field Gaussian from a BiLSTM, a flow prior
-p(z|T), and conditionally independent emissions p(x_t | z_{1:T}, T) from a BiLSTM over z."""
+"""The latent flow model (paper Sec. 4-5): a mean-field Gaussian q(z|x) (``encoder``), a flow prior
+p(z|T), and conditionally independent emissions p(x_t | z_{1:T}, T) (``decoder``). The 2019
+paper's encoder and decoder are BiLSTMs (``models.bilstm``, the defaults); TarFlowLM's are a
+per-token codebook and its Bayes classifier (``models.codebook``)."""
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Callable
+from typing import NamedTuple
 
 import torch
 from torch import Tensor, nn
 
 from latentflow.data.lengths import LengthDistribution
+from latentflow.models.bilstm import BiLSTMDecoder, BiLSTMEncoder
 from latentflow.models.emission import emission_log_prob, emission_sample
 from latentflow.models.objectives import importance_sampled_log_likelihood
-from latentflow.models.position import LengthConditioning, sequence_mask
+from latentflow.models.position import sequence_mask
 from latentflow.models.priors import SequencePrior, build_part
-from latentflow.models.recurrent import bidirectional_lstm, sequence_rnn
+from latentflow.models.recurrent import sequence_rnn
 
 LOG_2PI = math.log(2 * math.pi)
+
+
+def attach(model: nn.Module, name: str, part: nn.Module) -> None:
+    """Register ``part`` on ``model`` as ``name``; a part with ``flat_state = True`` (the
+    BiLSTM encoder and decoder) has its layers registered on ``model`` itself instead, under
+    their own names: the state-dict keys of checkpoints written before parts were components."""
+    if not getattr(part, "flat_state", False):
+        model.add_module(name, part)
+        return
+    if (
+        next(part.parameters(recurse=False), None) is not None
+        or next(part.buffers(recurse=False), None) is not None
+    ):
+        raise ValueError(f"{name}: a part with flat_state keeps its tensors in child modules")
+    for child_name, child in part.named_children():
+        if hasattr(model, child_name):
+            raise ValueError(f"{name}: its layer {child_name!r} clashes with the model's")
+        model.add_module(child_name, child)
 
 
 def repeat_batch(x: Tensor, n: int) -> Tensor:
     """[B, ...] -> [n * B, ...], sample-major (row s * B + b)."""
     return x.repeat(n, *([1] * (x.dim() - 1)))
+
+
+class Parts(NamedTuple):
+    """The model's encoder and decoder (a plain tuple: registering them is ``attach``'s job)."""
+
+    encoder: nn.Module
+    decoder: nn.Module
 
 
 class LatentFlowModel(nn.Module):
@@ -35,9 +65,14 @@ class LatentFlowModel(nn.Module):
         max_length: largest T the length one-hots cover (longer ones clamp).
         text: Categorical emissions (True) or 88 independent Bernoullis (False).
         embed_dim, hidden_dim, num_layers: embedding size; width and depth of the BiLSTMs of
-            q(z | x) and p(x | z).
+            q(z | x) and p(x | z) (the default encoder and decoder).
         pos_dim: size of each length-conditioning embedding.
         tie_weights: tie the encoder's input embedding and the decoder's output layer (text).
+        encoder: q(z | x, T) (``latentflow.protocols.SequenceEncoder``), a module or a factory
+            called as ``encoder(num_features, max_length, text, latent_dim)``; None: the
+            paper's ``BiLSTMEncoder`` of the sizes above.
+        decoder: p(x | z, T) (``SequenceDecoder``), a module or a factory called with the same
+            wiring and ``encoder``; None: the paper's ``BiLSTMDecoder``.
         length_distribution: p(T) (``LengthDistribution``); None gives an empty one of the
             right size, filled by ``load_state_dict`` (a checkpoint).
     """
@@ -54,6 +89,8 @@ class LatentFlowModel(nn.Module):
         num_layers: int,
         pos_dim: int,
         tie_weights: bool,
+        encoder: nn.Module | Callable[..., nn.Module] | None = None,
+        decoder: nn.Module | Callable[..., nn.Module] | None = None,
         length_distribution: LengthDistribution | None = None,
     ) -> None:
         super().__init__()
@@ -63,42 +100,33 @@ class LatentFlowModel(nn.Module):
         if length_distribution is None:
             length_distribution = LengthDistribution.empty(max_length)
         self.length_distribution = length_distribution
-        # q(z | x): BiLSTM over [x embedding ; length one-hots] -> mean, log-variance per step
-        self.embed = nn.Embedding(num_features, embed_dim) if text else None
-        self.embed_music = None if text else nn.Linear(num_features, embed_dim)
-        self.enc_pos = LengthConditioning(max_length, pos_dim)
-        self.encoder = nn.LSTM(
-            embed_dim + 2 * pos_dim, hidden_dim, num_layers, batch_first=True, bidirectional=True
-        )
-        self.to_q = nn.Linear(2 * hidden_dim, 2 * H)
-        # p(x | z): BiLSTM over [z ; length one-hots] -> features -> emission logits
-        self.dec_pos = LengthConditioning(max_length, pos_dim)
-        self.decoder = nn.LSTM(
-            H + 2 * pos_dim, hidden_dim, num_layers, batch_first=True, bidirectional=True
-        )
-        self.to_features = nn.Linear(2 * hidden_dim + H, embed_dim)
-        self.out = nn.Linear(embed_dim, num_features)
-        if text and tie_weights:
-            self.out.weight = self.embed.weight
+        sizes = {"embed_dim": embed_dim, "hidden_dim": hidden_dim, "num_layers": num_layers}
+        sizes["pos_dim"] = pos_dim
+        if encoder is None:
+            encoder = functools.partial(BiLSTMEncoder, **sizes)
+        if decoder is None:
+            decoder = functools.partial(BiLSTMDecoder, **sizes, tie_weights=tie_weights)
+        wiring = {"num_features": num_features, "max_length": max_length, "text": text}
+        wiring["latent_dim"] = H
+        enc = build_part(encoder, **wiring)
+        self.parts = Parts(enc, build_part(decoder, **wiring, encoder=enc))
+        attach(self, "encoder", self.parts.encoder)
+        attach(self, "decoder", self.parts.decoder)
+
+    def train(self, mode: bool = True) -> LatentFlowModel:
+        super().train(mode)
+        for part in self.parts:  # a flat part's own flag (its layers are children already)
+            part.train(mode)
+        return self
 
     # ------------------------------------------------------------------ components
     def encode(self, x: Tensor, lengths: Tensor) -> tuple[Tensor, Tensor]:
         """Mean and log-variance of q(z_t | x): each [B, T, H]."""
-        emb = self.embed(x) if self.text else self.embed_music(x)  # [B, T, E]
-        h = torch.cat([emb, self.enc_pos(lengths, x.shape[1])], -1)
-        q = self.to_q(bidirectional_lstm(self.encoder, h, lengths))  # [B, T, 2H]
-        # Under bf16 autocast the layers return bf16: the sampling of z, log q and everything
-        # downstream of the networks stays in the parameters' dtype (fp32).
-        mu, logvar = q.to(self.to_q.weight.dtype).chunk(2, -1)
-        return mu, logvar
+        return self.parts.encoder(x, lengths)
 
     def decode(self, z: Tensor, lengths: Tensor) -> Tensor:
         """Emission logits [B, T, V | 88] given the whole latent sequence."""
-        h = bidirectional_lstm(
-            self.decoder, torch.cat([z, self.dec_pos(lengths, z.shape[1])], -1), lengths
-        )
-        logits = self.out(self.to_features(torch.cat([h, z.to(h.dtype)], -1)))
-        return logits.to(self.out.weight.dtype)  # fp32 log-probabilities under autocast
+        return self.parts.decoder(z, lengths)
 
     def _joint_terms(
         self, x: Tensor, lengths: Tensor, mu: Tensor, logvar: Tensor, n: int

@@ -1,0 +1,138 @@
+"""Encoders and decoders as parts: TarFlowLM's codebook encoder and its tied decoder (the Bayes
+posterior of the codebook), music's analogue, the 2019 BiLSTMs under their old names, and the
+configs that choose them."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from latentflow.components import ComponentError, instantiate
+from latentflow.models import BiLSTMDecoder, CodebookEncoder, TiedCodebookDecoder
+from latentflow.models.codebook import LOG_SIGMA_MIN
+
+from .helpers import compose_config, make_net
+
+V, H = 7, 3
+
+
+def text_parts(seed: int = 0) -> tuple[CodebookEncoder, TiedCodebookDecoder]:
+    torch.manual_seed(seed)
+    enc = CodebookEncoder(V, 10, True, H, init_scale=0.5)
+    dec = TiedCodebookDecoder(V, 10, True, H, enc, hidden_features=4)
+    with torch.no_grad():
+        enc.log_sigma.weight.uniform_(-1.0, 0.5)
+        dec.log_pi.normal_()
+    return enc.double(), dec.double()
+
+
+def test_the_encoder_is_a_gaussian_per_symbol(float64):
+    enc, _ = text_parts()
+    x = torch.tensor([[1, 4, 4, 0]])
+    mu, logvar = enc(x, torch.tensor([3]))
+    torch.testing.assert_close(mu[0, 1], mu[0, 2])  # the same symbol, the same q
+    torch.testing.assert_close(mu[0], enc.mu.weight[x[0]])
+    torch.testing.assert_close(logvar[0], 2 * enc.log_sigma.weight[x[0]])
+    with torch.no_grad():
+        enc.log_sigma.weight[4] = -50.0  # clamped: sigma never collapses to 0
+    assert enc(x, torch.tensor([3]))[1].min() == 2 * LOG_SIGMA_MIN
+
+
+def test_the_tied_decoder_is_the_bayes_posterior_of_the_codebook(float64):
+    """softmax(logits) = pi_k N(z; mu_k, sigma_k^2) / sum_j pi_j N(z; mu_j, sigma_j^2), from the
+    densities themselves (no expanded quadratic form), and sums to 1."""
+    enc, dec = text_parts()
+    z = 2 * torch.randn(2, 5, H)
+    probs = dec(z, torch.tensor([5, 3])).softmax(-1)  # [2, 5, V]
+    mu, log_sigma = enc.mu.weight, enc.log_sigma.weight
+    normal = torch.distributions.Normal(mu, log_sigma.exp())  # [V, H]
+    joint = dec.log_pi.log_softmax(0) + normal.log_prob(z[..., None, :]).sum(-1)  # [2, 5, V]
+    torch.testing.assert_close(probs, joint.softmax(-1), rtol=1e-10, atol=1e-12)
+    torch.testing.assert_close(probs.sum(-1), torch.ones(2, 5))
+    torch.testing.assert_close(  # the logits are the log-numerators themselves
+        dec(z, torch.tensor([5, 3])), joint, rtol=1e-10, atol=1e-10
+    )
+
+
+def test_the_decoder_reads_the_encoders_parameters(float64):
+    """Tied: the decoder owns only the class weights; its loss moves the codebook."""
+    enc, dec = text_parts()
+    assert [n for n, _ in dec.named_parameters()] == ["log_pi"]
+    z = torch.randn(1, 4, H)
+    dec(z, torch.tensor([4])).log_softmax(-1)[..., 2].sum().backward()
+    assert enc.mu.weight.grad.abs().sum() > 0 and enc.log_sigma.weight.grad.abs().sum() > 0
+
+
+def test_music_analogue_is_linear_in_the_keys_and_per_step(float64):
+    torch.manual_seed(1)
+    enc = CodebookEncoder(88, 10, False, H).double()
+    with torch.no_grad():
+        enc.log_sigma.weight.normal_(0, 0.1)
+    a, b = (torch.rand(2, 88) < 0.1).double()
+    mu = enc(torch.stack([a, b, a + b])[None], torch.tensor([3]))[0][0]
+    bias = enc.mu.bias
+    torch.testing.assert_close(mu[2] - bias, (mu[0] - bias) + (mu[1] - bias))  # a chord's sum
+    dec = TiedCodebookDecoder(88, 10, False, H, enc, hidden_features=5).double()
+    z = torch.randn(1, 4, H)
+    jac = torch.autograd.functional.jacobian(lambda v: dec(v, torch.tensor([4])), z)[0]
+    dep = jac.abs().sum((1, 2, 4))  # [t, s]
+    assert (dep > 0).equal(torch.eye(4, dtype=torch.bool))  # logits_t from z_t alone
+
+
+def test_wrong_pairings_are_one_line_errors():
+    enc = CodebookEncoder(V, 10, True, H)
+    with pytest.raises(ValueError, match="model.decoder.tie_weights=false"):
+        BiLSTMDecoder(V, 10, True, H, enc, embed_dim=4, hidden_dim=4, num_layers=1, pos_dim=2,
+                      tie_weights=True)  # fmt: skip
+    bilstm = make_net("af_af", text=True)
+    with pytest.raises(ValueError, match="encoder=codebook"):
+        TiedCodebookDecoder(V, 10, True, H, bilstm.parts.encoder, hidden_features=4)
+    with pytest.raises(ValueError, match="init_scale"):
+        CodebookEncoder(V, 10, True, H, init_scale=0.0)
+
+
+def test_the_default_parts_keep_the_2019_state_names():
+    """The BiLSTM encoder and decoder register their layers on the model under the names of
+    checkpoints written before they were parts (the recipes' golden test checks every row)."""
+    net = make_net("af_af", text=True)
+    names = [n.split(".")[0] for n, _ in net.named_parameters() if not n.startswith("prior")]
+    assert list(dict.fromkeys(names)) == [
+        "embed", "enc_pos", "encoder", "to_q", "dec_pos", "decoder", "to_features", "out"
+    ]  # fmt: skip
+    assert net.out.weight is net.embed.weight
+    net.eval()
+    assert not net.parts.encoder.training and not net.parts.decoder.training
+
+
+@pytest.mark.parametrize("text", [True, False])
+def test_a_tarflowlm_model_trains_and_samples(text):
+    """The codebook parts through the real configs (prior=tarflowlm): a finite ELBO whose
+    gradient reaches the codebook, and samples of the right kind."""
+    net = make_net("tarflowlm", text=text)
+    assert type(net.parts.encoder).__name__ == "CodebookEncoder"
+    lengths = torch.tensor([5, 3])
+    x = torch.randint(1, 7, (2, 5)) if text else (torch.rand(2, 5, 88) < 0.1).float()
+    out = net.elbo(x, lengths, num_samples=2)
+    assert torch.isfinite(out["elbo"]).all()
+    (-out["objective"].sum()).backward()
+    assert net.parts.encoder.mu.weight.grad.abs().sum() > 0
+    s = net.eval().sample(lengths=lengths, generator=torch.Generator().manual_seed(0))
+    assert s["x"].shape == ((2, 5) if text else (2, 5, 88))
+
+
+def test_configs_choose_encoder_and_decoder(tmp_path):
+    cfg = compose_config("train", ["prior=af_af", "encoder=codebook", "decoder=bilstm",
+                                   "model.decoder.tie_weights=false"], tmp_path)  # fmt: skip
+    assert cfg.model.encoder._target_.endswith("CodebookEncoder")
+    cfg = compose_config("train", ["prior=tarflowlm"], tmp_path)
+    assert cfg.model.decoder._target_.endswith("TiedCodebookDecoder")
+    assert cfg.prior.flow.transform._target_.endswith("MixtureLogisticCDF")
+    cfg = compose_config("train", ["model=lstm"], tmp_path)
+    assert "encoder" not in cfg.model and "decoder" not in cfg.model
+    node = {"_target_": "latentflow.models.TiedCodebookDecoder", "hidden_features": 4}
+    make = instantiate(node, "model.decoder")
+    with pytest.raises(ComponentError, match="model.decoder"):
+        make(num_features=V, max_length=10, text=True, latent_dim=H, encoder=torch.nn.Linear(1, 1))
+    assert math.isfinite(LOG_SIGMA_MIN)
