@@ -7,6 +7,7 @@ import csv
 import math
 from pathlib import Path
 
+import numpy as np
 import pytest
 import pytorch_lightning as pl
 import torch
@@ -293,7 +294,10 @@ def test_plot_training_curves_panels(tmp_path):
     write_run(tmp_path, 0, range(0, 12), 11)
     fig = plotting.plot_training_curves(tmp_path, path=tmp_path / "curves.png")
     titles = [ax.get_title() for ax in fig.axes if ax.axison]
-    assert len(titles) == 5 and titles[3] == "KL weight"
+    assert len(titles) == 6 and titles[3] == "KL weight"
+    # the last panel: validation NLL from the first step at KL weight 1 (step 20) on
+    assert titles[5] == plotting.curves.ZOOM_TITLE
+    assert any(t.get_text() == "KL weight never reached 1" for t in fig.axes[5].texts)
     kl_weight = fig.axes[3].get_lines()[0]
     assert list(kl_weight.get_ydata()) == pytest.approx([min(1.0, s / 20) for s in range(12)])
     assert is_png(tmp_path / "curves.png")
@@ -303,6 +307,32 @@ def test_plot_training_curves_panels(tmp_path):
     assert any(t.get_text() == "not logged" for ax in fig.axes for t in ax.texts)
     with pytest.raises(ValueError, match="no training metrics"):
         plotting.plot_training_curves({"other": ([0.0], [1.0])})
+
+
+def test_the_zoom_keeps_full_weight_validations_and_stars_the_best(tmp_path):
+    metrics = {
+        "train/kl_weight": (np.arange(6.0), np.array([0, 0, 0.5, 1, 1, 1.0])),
+        "val/nll": (np.array([1.0, 3, 4, 5]), np.array([90.0, 8, 7.5, 7.9])),
+    }
+    steps, values = plotting.curves.full_weight_nll(metrics)
+    assert list(steps) == [3, 4, 5] and list(values) == [8, 7.5, 7.9]
+    # the best checkpoint's final evaluation, logged beside the test numbers, is no validation
+    metrics["test/nll"] = (np.array([5.0]), np.array([7.0]))
+    assert list(plotting.curves.full_weight_nll(metrics)[1]) == [8, 7.5]
+    for name, shift in (("a_s0", 0.0), ("a_s1", 0.25)):
+        write_run(tmp_path / name, 0, range(0, 30), 29)
+        csv_path = tmp_path / name / "csv" / "version_0" / "metrics.csv"
+        with csv_path.open("a", newline="") as fh:  # two more validations at full weight
+            csv.writer(fh).writerow([1, 40, *[""] * 5, 0.9, 3.0 + shift, 2.1])
+            csv.writer(fh).writerow([2, 50, *[""] * 5, 0.9, 3.5 + shift, 2.1])
+    runs = [tmp_path / "a_s0", tmp_path / "a_s1"]
+    fig = plotting.plot_validation_comparison(runs, path=tmp_path / "val.png")
+    lines = fig.axes[0].get_lines()  # per run: its curve, then its best point
+    assert [list(line.get_ydata()) for line in lines[::2]] == [[4.2, 3.0, 3.5], [4.2, 3.25, 3.75]]
+    assert [list(line.get_ydata()) for line in lines[1::2]] == [[3.0], [3.25]]
+    legend = [t.get_text() for t in fig.axes[0].get_legend().get_texts()]
+    assert legend == ["a_s0 (best 3.000)", "a_s1 (best 3.250)"]
+    assert is_png(tmp_path / "val.png")
 
 
 # ---------------------------------------------------------------------------- latentflow-plot

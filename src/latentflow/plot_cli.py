@@ -2,6 +2,7 @@
 
     latentflow-plot run outputs/train/<run>               # curves.png (+ prior.png if H = 2)
     latentflow-plot curves outputs/train/<run> -o curves.png
+    latentflow-plot compare outputs/train/<run> outputs/train/<other> -o val.png
     latentflow-plot prior outputs/train/<run> --focus _groups_ -o fig6.png
     latentflow-plot speed benchmarks/results/sample_speed.csv -o fig7.png
     latentflow-plot nlsq -o fig5ab.png
@@ -147,6 +148,8 @@ def build_parser() -> argparse.ArgumentParser:
     prior_args(p)
     p.add_argument("--bench", help="also plot this benchmark CSV (Fig. 7)")
     add("curves", "training curves (ELBO, reconstruction, KL, KL weight, val NLL)")
+    p = add("compare", "validation NLL at full KL weight of several runs", run=False)
+    p.add_argument("runs", nargs="+", help="run directories (a line each)")
     prior_args(add("prior", "Fig. 6: prior densities p(z_t | z_<t) of an H=2 text model"))
     p = add("speed", "Fig. 7: generation time vs length from a benchmark CSV", run=False)
     p.add_argument(
@@ -178,6 +181,9 @@ def main(argv: Sequence[str] | None = None) -> None:
             out = _out(args, _run_dir(args.run) / FIGURES_DIR, "curves.png")
             written = [out]
             plotting.plot_training_curves(args.run, path=out, dpi=args.dpi)
+        elif args.command == "compare":
+            written = [_out(args, Path("."), "compare.png")]
+            plotting.plot_validation_comparison(args.runs, path=written[0], dpi=args.dpi)
         elif args.command == "prior":
             written = [_prior(args, _out(args, _run_dir(args.run) / FIGURES_DIR, "prior.png"))]
         elif args.command == "speed":

@@ -11,7 +11,8 @@
 * Fig. 7 -- ``plot_generation_speed`` (``.speed``): generation time vs length from the rows of
   ``benchmarks.bench_sample``.
 * ``plot_training_curves`` (``.curves``): ELBO, reconstruction, KL, KL weight (and validation
-  NLL) from a run directory's CSV logs.
+  NLL, whole and from KL weight 1 on) from a run directory's CSV logs;
+  ``plot_validation_comparison``: several runs' validation NLL at full KL weight in one panel.
 
 Every ``plot_*`` function returns a ``matplotlib.figure.Figure`` drawn on an Agg canvas (no
 pyplot, no global backend switch: it works headless, in the CLI and in notebooks) and saves it
@@ -23,6 +24,7 @@ from latentflow.plotting.curves import (
     metrics_files,
     moving_average,
     plot_training_curves,
+    plot_validation_comparison,
     read_metrics,
 )
 from latentflow.plotting.figure import PathLike, new_figure, save_figure
@@ -74,6 +76,7 @@ __all__ = [
     "plot_prior_densities",
     "plot_toy_densities",
     "plot_training_curves",
+    "plot_validation_comparison",
     "prior_contexts",
     "prior_densities",
     "read_benchmark_csv",

@@ -22,6 +22,7 @@ CURVE_PANELS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("KL weight", ("train/kl_weight",)),
     ("validation NLL (bpc | nats per step)", ("val/nll",)),
 )
+ZOOM_TITLE = "validation NLL at full KL weight (* best)"
 
 
 def metrics_files(run: PathLike) -> list[Path]:
@@ -95,6 +96,53 @@ def draw_curve_panel(ax: Axes, title: str, keys: tuple[str, ...], metrics: Serie
         ax.text(0.5, 0.5, "not logged", ha="center", va="center", transform=ax.transAxes)
 
 
+def full_weight_nll(metrics: Series) -> tuple[np.ndarray, np.ndarray]:
+    """``val/nll`` of the validations during training from the first step at KL weight 1 on
+    (all of them when no weight is logged: the LSTM, or a run without annealing), the
+    annealing phase's NLL being orders larger. The final evaluation of the best checkpoint,
+    logged at the test numbers' step, is left out."""
+    steps, values = (np.asarray(a, dtype=np.float64) for a in metrics["val/nll"])
+    keep = ~np.isin(steps, metrics["test/nll"][0]) if "test/nll" in metrics else steps == steps
+    if "train/kl_weight" in metrics:
+        w_steps, weights = metrics["train/kl_weight"]
+        full = w_steps[weights >= 1.0 - 1e-9]
+        keep &= steps >= full[0] if len(full) else False
+    return steps[keep], values[keep]
+
+
+def draw_zoom_panel(ax: Axes, metrics: Series, label: str | None = None) -> float | None:
+    """Validation NLL once the KL weight is 1, its best point starred (and written, or in the
+    legend when ``label``); the y axis spans the best value + 3. Returns the best value."""
+    steps, values = full_weight_nll(metrics) if "val/nll" in metrics else ([], [])
+    ax.set_title(ZOOM_TITLE, fontsize=9)
+    ax.set_xlabel("step", fontsize=8)
+    if not len(values):
+        if label is None:
+            ax.text(
+                0.5,
+                0.5,
+                "KL weight never reached 1",
+                ha="center",
+                va="center",
+                transform=ax.transAxes,
+            )
+        return None
+    best = int(np.argmin(values))
+    text = f"{values[best]:.3f}"
+    (line,) = ax.plot(steps, values, marker="o", ms=3, label=label and f"{label} (best {text})")
+    ax.plot(steps[best], values[best], "*", ms=12, color=line.get_color())
+    if label is None:
+        ax.annotate(
+            text,
+            (steps[best], values[best]),
+            fontsize=7,
+            xytext=(4, -10),
+            textcoords="offset points",
+        )
+        ax.set_ylim(values[best] - 0.2, min(values.max(), values[best] + 3.0) + 0.2)
+    return float(values[best])
+
+
 def plot_training_curves(
     run: PathLike | Series,
     smooth: float = 0.6,
@@ -103,7 +151,8 @@ def plot_training_curves(
 ) -> Figure:
     """ELBO, reconstruction, KL and KL weight against optimizer steps (train: raw, faint, and
     smoothed with an exponential moving average of weight ``smooth``; validation: markers),
-    plus the validation NLL, from a run directory (or what ``read_metrics`` returned)."""
+    plus the validation NLL, whole and from KL weight 1 on, from a run directory (or what
+    ``read_metrics`` returned)."""
     metrics = run if isinstance(run, dict) else read_metrics(run)
     if not any(k in metrics for _, keys in CURVE_PANELS for k in keys):
         raise ValueError(f"no training metrics found (have: {sorted(metrics)})")
@@ -111,8 +160,27 @@ def plot_training_curves(
     axes = fig.subplots(2, 3).ravel()
     for ax, (title, keys) in zip(axes, CURVE_PANELS, strict=False):
         draw_curve_panel(ax, title, keys, metrics, smooth)
-    for ax in axes[len(CURVE_PANELS) :]:
-        ax.set_axis_off()
+    draw_zoom_panel(axes[len(CURVE_PANELS)], metrics)
     if not isinstance(run, dict):
         fig.suptitle(str(run), fontsize=8)
+    return save_figure(fig, path, dpi)
+
+
+def plot_validation_comparison(
+    runs: list[PathLike], path: PathLike | None = None, dpi: int = 110
+) -> Figure:
+    """Several runs' validation NLL at full KL weight in one panel (a line each, named by its
+    directory, best points starred): seeds and rows side by side."""
+    fig = new_figure(7.0, 4.5)
+    ax = fig.subplots()
+    bests = []
+    for run in runs:
+        metrics = read_metrics(run)
+        if "val/nll" not in metrics:
+            raise ValueError(f"{run}: no val/nll logged")
+        best = draw_zoom_panel(ax, metrics, label=Path(run).name)
+        bests += [] if best is None else [best]
+    if bests:  # from the best run's best to 3 above the worst run's best
+        ax.set_ylim(min(bests) - 0.2, max(bests) + 3.0)
+    ax.legend(frameon=False, fontsize=7)
     return save_figure(fig, path, dpi)
