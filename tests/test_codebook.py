@@ -10,7 +10,12 @@ import pytest
 import torch
 
 from latentflow.components import ComponentError, instantiate
-from latentflow.models import BiLSTMDecoder, CodebookEncoder, TiedCodebookDecoder
+from latentflow.models import (
+    BiLSTMDecoder,
+    BiLSTMEncoder,
+    CodebookEncoder,
+    TiedCodebookDecoder,
+)
 from latentflow.models.codebook import LOG_SIGMA_MIN
 
 from .helpers import compose_config, make_net
@@ -104,6 +109,29 @@ def test_the_default_parts_keep_the_2019_state_names():
     assert net.out.weight is net.embed.weight
     net.eval()
     assert not net.parts.encoder.training and not net.parts.decoder.training
+
+
+def test_bilstm_dropout_acts_in_training_only():
+    """``dropout`` (0 by default, as the paper): training outputs vary with it, evaluation
+    outputs equal those of the same weights without it; a value outside [0, 1) is refused."""
+    sizes = {"embed_dim": 6, "hidden_dim": 5, "num_layers": 2, "pos_dim": 2}
+    x, lengths = torch.randint(0, V, (3, 8)), torch.tensor([8, 5, 2])
+    z = torch.randn(3, 8, H)
+    for p in (0.0, 0.5):
+        torch.manual_seed(0)
+        enc = BiLSTMEncoder(V, 10, True, H, **sizes, dropout=p)
+        dec = BiLSTMDecoder(V, 10, True, H, enc, **sizes, tie_weights=True, dropout=p)
+        if p == 0.0:
+            plain = (enc.eval()(x, lengths)[0], dec.eval()(z, lengths))
+            continue
+        enc.train(), dec.train()
+        assert not torch.equal(enc(x, lengths)[0], enc(x, lengths)[0])
+        assert not torch.equal(dec(z, lengths), dec(z, lengths))
+        enc.eval(), dec.eval()
+        torch.testing.assert_close(enc(x, lengths)[0], plain[0], rtol=0, atol=0)
+        torch.testing.assert_close(dec(z, lengths), plain[1], rtol=0, atol=0)
+    with pytest.raises(ValueError, match="dropout must lie in"):
+        BiLSTMEncoder(V, 10, True, H, **sizes, dropout=1.0)
 
 
 @pytest.mark.parametrize("text", [True, False])

@@ -18,14 +18,22 @@ from __future__ import annotations
 
 import torch
 from torch import Tensor, nn
+from torch.nn import functional as F
 
 from latentflow.models.position import LengthConditioning
 from latentflow.models.recurrent import bidirectional_lstm
 
 
+def check_dropout(p: float) -> None:
+    if not 0.0 <= p < 1.0:
+        raise ValueError(f"dropout must lie in [0, 1), got {p}")
+
+
 class BiLSTMEncoder(nn.Module):
     """q(z | x, T): a ``num_layers`` x ``hidden_dim`` BiLSTM over [x embedding (``embed_dim``) ;
-    length one-hots (2 x ``pos_dim``)], then a linear map to (mu, logvar) per step."""
+    length one-hots (2 x ``pos_dim``)], then a linear map to (mu, logvar) per step. ``dropout``
+    (beyond the paper, which has none here; 0 by default): between the LSTM's layers and on
+    its output, in training."""
 
     flat_state = True
 
@@ -40,15 +48,22 @@ class BiLSTMEncoder(nn.Module):
         hidden_dim: int,
         num_layers: int,
         pos_dim: int,
+        dropout: float = 0.0,
     ) -> None:
         super().__init__()
-        self.text = text
+        check_dropout(dropout)
+        self.text, self.dropout = text, dropout
         # layers in the order (and under the names) of the 2019 model: same initial weights
         self.embed = nn.Embedding(num_features, embed_dim) if text else None
         self.embed_music = None if text else nn.Linear(num_features, embed_dim)
         self.enc_pos = LengthConditioning(max_length, pos_dim)
         self.encoder = nn.LSTM(
-            embed_dim + 2 * pos_dim, hidden_dim, num_layers, batch_first=True, bidirectional=True
+            embed_dim + 2 * pos_dim,
+            hidden_dim,
+            num_layers,
+            batch_first=True,
+            bidirectional=True,
+            dropout=dropout,
         )
         self.to_q = nn.Linear(2 * hidden_dim, 2 * latent_dim)
 
@@ -56,7 +71,8 @@ class BiLSTMEncoder(nn.Module):
         """Mean and log-variance of q(z_t | x): each [B, T, H]."""
         emb = self.embed(x) if self.text else self.embed_music(x)  # [B, T, E]
         h = torch.cat([emb, self.enc_pos(lengths, x.shape[1])], -1)
-        q = self.to_q(bidirectional_lstm(self.encoder, h, lengths))  # [B, T, 2H]
+        h = bidirectional_lstm(self.encoder, h, lengths)  # [B, T, 2 hidden]
+        q = self.to_q(F.dropout(h, self.dropout, self.training) if self.dropout else h)
         # Under bf16 autocast the layers return bf16: the sampling of z, log q and everything
         # downstream of the networks stays in the parameters' dtype (fp32).
         mu, logvar = q.to(self.to_q.weight.dtype).chunk(2, -1)
@@ -66,7 +82,8 @@ class BiLSTMEncoder(nn.Module):
 class BiLSTMDecoder(nn.Module):
     """p(x_t | z_{1:T}, T): a BiLSTM over [z ; length one-hots], then
     ``Linear([h_t ; z_t] -> embed_dim)`` and the output layer ``Linear(embed_dim -> V | 88)``,
-    tied to the encoder's ``embed`` for text when ``tie_weights``."""
+    tied to the encoder's ``embed`` for text when ``tie_weights``. ``dropout`` as the
+    encoder's."""
 
     flat_state = True
 
@@ -83,12 +100,19 @@ class BiLSTMDecoder(nn.Module):
         num_layers: int,
         pos_dim: int,
         tie_weights: bool,
+        dropout: float = 0.0,
     ) -> None:
         super().__init__()
-        H = latent_dim
+        check_dropout(dropout)
+        H, self.dropout = latent_dim, dropout
         self.dec_pos = LengthConditioning(max_length, pos_dim)
         self.decoder = nn.LSTM(
-            H + 2 * pos_dim, hidden_dim, num_layers, batch_first=True, bidirectional=True
+            H + 2 * pos_dim,
+            hidden_dim,
+            num_layers,
+            batch_first=True,
+            bidirectional=True,
+            dropout=dropout,
         )
         self.to_features = nn.Linear(2 * hidden_dim + H, embed_dim)
         self.out = nn.Linear(embed_dim, num_features)
@@ -107,5 +131,6 @@ class BiLSTMDecoder(nn.Module):
         h = bidirectional_lstm(
             self.decoder, torch.cat([z, self.dec_pos(lengths, z.shape[1])], -1), lengths
         )
+        h = F.dropout(h, self.dropout, self.training) if self.dropout else h
         logits = self.out(self.to_features(torch.cat([h, z.to(h.dtype)], -1)))
         return logits.to(self.out.weight.dtype)  # fp32 log-probabilities under autocast
