@@ -5,7 +5,9 @@
 Each row: the seeds found, test NLL in the paper's convention and in the music literature's
 (mean ± sample standard deviation over seeds, then every seed's value), validation NLL, epochs.
 ``--versus ROW`` adds each row's difference of mean test NLL (paper conv.) to ROW's, in units of
-ROW's seed standard deviation (negative: lower NLL than ROW).
+ROW's seed standard deviation (negative: lower NLL than ROW). ``--paper`` adds the paper's
+number (each run's ``metrics.json`` carries it) and the row's distance to it in units of the
+row's own seed standard deviation.
 """
 
 from __future__ import annotations
@@ -23,10 +25,21 @@ def spread(values: list[float]) -> str:
     return f"{statistics.mean(values):.3f} ± {statistics.stdev(values):.3f}"
 
 
+def paper_columns(ours: list[float], paper: dict) -> str:
+    """`` paper | diff (n sd) |``: the paper's test NLL and our mean's distance to it."""
+    number = next(iter(paper.values()), None)
+    if number is None:
+        return " — | — |"
+    diff = statistics.mean(ours) - number
+    sds = f" ({diff / statistics.stdev(ours):+.1f} sd)" if len(ours) > 1 else " (one seed)"
+    return f" {number:.2f} | {diff:+.3f}{sds} |"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("roots", nargs="+", type=Path)
     parser.add_argument("--versus", help="a row to compare every other row with")
+    parser.add_argument("--paper", action="store_true", help="add the paper's number")
     args = parser.parse_args()
     rows: dict[str, list[tuple[int, dict]]] = {}
     for root in args.roots:
@@ -42,9 +55,10 @@ def main() -> None:
         parser.error(f"--versus {args.versus}: needs >= 2 seeds for a standard deviation")
     base_mean, base_sd = (statistics.mean(base), statistics.stdev(base)) if args.versus else (0, 1)
     extra = f" vs {args.versus} (its sd) |" if args.versus else ""
+    extra += " paper | ours - paper (our sd) |" if args.paper else ""
     print("| row | seeds | test NLL, paper conv. (nats) | test NLL, cond. (nats) | per seed "
           f"(paper) | val NLL | epochs |{extra}")  # fmt: skip
-    print("|---|---|---|---|---|---|---|" + ("---|" if extra else ""))
+    print("|---" * (7 + bool(args.versus) + 2 * args.paper) + "|")
     for name, runs in sorted(rows.items(), key=lambda kv: statistics.mean(
             p["test"]["nll_paper_nats"] for _, p in kv[1])):  # fmt: skip
         runs.sort()
@@ -60,6 +74,8 @@ def main() -> None:
             versus = (
                 " — |" if name == args.versus else f" {diff:+.3f} ({diff / base_sd:+.1f} sd) |"
             )
+        if args.paper:
+            versus += paper_columns(paper, runs[0][1].get("paper", {}))
         print(f"| {name} | {seeds} | {spread(paper)} | {spread(cond)} | {each} | "
               f"{spread(val)} | {epochs} |{versus}")  # fmt: skip
 

@@ -75,5 +75,12 @@ def test_seed_table_gives_mean_sd_and_the_distance_in_base_sds(tmp_path):
     assert new.startswith("| new | 0,1 | 6.850 ± 0.071 | 6.900 ± 0.071 | 6.800, 6.900 |")
     assert new.endswith("| 40, 41 | -0.250 (-2.5 sd) |")
     assert base.startswith("| base | 0,1,2 | 7.100 ± 0.100 |") and base.endswith("| — |")
+    # --paper: the paper's number from metrics.json, our distance in our own seed sds
+    for seed in range(3):
+        path = tmp_path / f"base_s{seed}" / "metrics.json"
+        path.write_text(json.dumps({**json.loads(path.read_text()), "paper": {"test": 6.9}}))
+    out = subprocess.run([*cmd, "--paper"], capture_output=True, text=True, check=True).stdout
+    new, base = out.splitlines()[2:]
+    assert base.endswith("| — | 6.90 | +0.200 (+2.0 sd) |") and new.endswith("| — | — |")
     bad = subprocess.run([*cmd[:-1], "new_row"], capture_output=True, text=True)
     assert bad.returncode == 2 and "no run directory new_row_s<seed>" in bad.stderr
