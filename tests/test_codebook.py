@@ -56,9 +56,30 @@ def test_the_tied_decoder_is_the_bayes_posterior_of_the_codebook(float64):
     joint = dec.log_pi.log_softmax(0) + normal.log_prob(z[..., None, :]).sum(-1)  # [2, 5, V]
     torch.testing.assert_close(probs, joint.softmax(-1), rtol=1e-10, atol=1e-12)
     torch.testing.assert_close(probs.sum(-1), torch.ones(2, 5))
-    torch.testing.assert_close(  # the logits are the log-numerators themselves
-        dec(z, torch.tensor([5, 3])), joint, rtol=1e-10, atol=1e-10
+    torch.testing.assert_close(  # the logits are the log-posteriors themselves
+        dec(z, torch.tensor([5, 3])), joint.log_softmax(-1), rtol=1e-10, atol=1e-10
     )
+
+
+def test_the_tied_decoder_is_exact_in_float32_at_the_sigma_floor():
+    """A float32 model at PTB's size, every sigma at its floor (0.018) and means of size ~3,
+    z between two entries: the log-posteriors equal the float64 densities' to 1e-4 nats (the
+    expanded quadratic form in float32 was 0.5 nats off, its float32 log-numerators 0.1)."""
+    torch.manual_seed(0)
+    V51, H50 = 51, 50
+    enc = CodebookEncoder(V51, 10, True, H50, init_scale=math.exp(LOG_SIGMA_MIN))
+    dec = TiedCodebookDecoder(V51, 10, True, H50, enc, hidden_features=4)
+    with torch.no_grad():
+        enc.mu.weight.normal_(0.0, 3.0)
+    mu = enc.mu.weight.detach()
+    z = (0.5 * (mu[0] + mu[1]) + 1e-5 * torch.randn(4, H50)).view(1, 4, H50)  # float32
+    got = dec(z, torch.tensor([4])).log_softmax(-1)
+    assert got.dtype == torch.float32
+    sigma = torch.full_like(mu, math.exp(LOG_SIGMA_MIN)).double()
+    normal = torch.distributions.Normal(mu.double(), sigma)
+    want = normal.log_prob(z.double()[..., None, :]).sum(-1).log_softmax(-1)
+    assert (want.exp()[..., :2].sum(-1) > 0.99).all() and (want[..., :2] < -0.01).any()  # both
+    torch.testing.assert_close(got.double(), want, rtol=1e-6, atol=1e-4)
 
 
 def test_the_decoder_reads_the_encoders_parameters(float64):
@@ -130,6 +151,19 @@ def test_bilstm_dropout_acts_in_training_only():
         enc.eval(), dec.eval()
         torch.testing.assert_close(enc(x, lengths)[0], plain[0], rtol=0, atol=0)
         torch.testing.assert_close(dec(z, lengths), plain[1], rtol=0, atol=0)
+        assert enc.encoder.dropout == dec.decoder.dropout == p  # between the LSTM layers too
+    # Lightning restores modes flag by flag after a validation (never calling train()): the
+    # parts read the flag of their registered LSTM, so dropout is back on in training.
+    net = make_net("af_af", text=True)
+    net.parts.encoder.dropout = net.parts.decoder.dropout = 0.5
+    for module in net.modules():
+        module.training = False
+    for module in net.modules():
+        module.training = True
+    x, lengths = torch.randint(1, net.embed.num_embeddings, (2, 6)), torch.tensor([6, 6])
+    assert not torch.equal(net.encode(x, lengths)[0], net.encode(x, lengths)[0])
+    z = torch.randn(2, 6, net.latent_dim)
+    assert not torch.equal(net.decode(z, lengths), net.decode(z, lengths))
     with pytest.raises(ValueError, match="dropout must lie in"):
         BiLSTMEncoder(V, 10, True, H, **sizes, dropout=1.0)
 

@@ -63,7 +63,7 @@ class BiLSTMEncoder(nn.Module):
             num_layers,
             batch_first=True,
             bidirectional=True,
-            dropout=dropout,
+            dropout=dropout if num_layers > 1 else 0.0,  # between layers only
         )
         self.to_q = nn.Linear(2 * hidden_dim, 2 * latent_dim)
 
@@ -72,7 +72,10 @@ class BiLSTMEncoder(nn.Module):
         emb = self.embed(x) if self.text else self.embed_music(x)  # [B, T, E]
         h = torch.cat([emb, self.enc_pos(lengths, x.shape[1])], -1)
         h = bidirectional_lstm(self.encoder, h, lengths)  # [B, T, 2 hidden]
-        q = self.to_q(F.dropout(h, self.dropout, self.training) if self.dropout else h)
+        # the LSTM's flag: the model registers it, not this object, and Lightning sets flags module
+        # by module (``model.train()`` is not called after a validation)
+        training = self.encoder.training
+        q = self.to_q(F.dropout(h, self.dropout, training) if self.dropout else h)
         # Under bf16 autocast the layers return bf16: the sampling of z, log q and everything
         # downstream of the networks stays in the parameters' dtype (fp32).
         mu, logvar = q.to(self.to_q.weight.dtype).chunk(2, -1)
@@ -112,7 +115,7 @@ class BiLSTMDecoder(nn.Module):
             num_layers,
             batch_first=True,
             bidirectional=True,
-            dropout=dropout,
+            dropout=dropout if num_layers > 1 else 0.0,  # between layers only
         )
         self.to_features = nn.Linear(2 * hidden_dim + H, embed_dim)
         self.out = nn.Linear(embed_dim, num_features)
@@ -131,6 +134,8 @@ class BiLSTMDecoder(nn.Module):
         h = bidirectional_lstm(
             self.decoder, torch.cat([z, self.dec_pos(lengths, z.shape[1])], -1), lengths
         )
-        h = F.dropout(h, self.dropout, self.training) if self.dropout else h
+        h = (
+            F.dropout(h, self.dropout, self.decoder.training) if self.dropout else h
+        )  # as encoder's
         logits = self.out(self.to_features(torch.cat([h, z.to(h.dtype)], -1)))
         return logits.to(self.out.weight.dtype)  # fp32 log-probabilities under autocast

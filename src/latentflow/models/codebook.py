@@ -21,8 +21,8 @@ import math
 import torch
 from torch import Tensor, nn
 
-# log sigma is clamped to [LOG_SIGMA_MIN, LOG_SIGMA_MAX]: sigma >= 0.018 keeps the expanded
-# quadratic form of the decoder (|z|^2 / sigma^2 terms) within float32's reach.
+# log sigma is clamped to [LOG_SIGMA_MIN, LOG_SIGMA_MAX] (sigma in [0.018, 7.39]): no entry
+# collapses to a point or spreads over the whole latent space.
 LOG_SIGMA_MIN, LOG_SIGMA_MAX = -4.0, 2.0
 LOG_2PI = math.log(2 * math.pi)
 
@@ -71,7 +71,7 @@ class CodebookEncoder(nn.Module):
 
 class TiedCodebookDecoder(nn.Module):
     """Text: p(x_t = k | z_t) = pi_k N(z_t; mu_k, sigma_k^2) / sum_j pi_j N(z_t; mu_j, sigma_j^2)
-    (the Bayes classifier of ``encoder.codebook()``; its logits are the log-numerators).
+    (the Bayes classifier of ``encoder.codebook()``; its logits are these log-posteriors).
     Music: 88 Bernoullis from ``Linear(H -> hidden_features)``, GELU, ``Linear(-> 88)``."""
 
     def __init__(
@@ -109,12 +109,16 @@ class TiedCodebookDecoder(nn.Module):
             return self.net(z).to(self.net[-1].weight.dtype)
         mu, log_sigma = self.codebook()  # [V, H] each
         # Eq. (b): log pi_k + log N(z; mu_k, sigma_k^2), the quadratic form expanded into
-        # matmuls ([B, T, H] @ [H, V]) so that no [B, T, V, H] tensor is built; in fp32 even
-        # under autocast (bf16 would lose the cancellation between its three terms).
+        # matmuls ([B, T, H] @ [H, V]) so that no [B, T, V, H] tensor is built. Its three terms
+        # cancel (each ~|z|^2 / sigma^2, up to 1e5 at the sigma floor): float64 whatever the
+        # model's dtype or autocast (float32 lost up to 0.5 nats at |mu| ~ 3; V is small).
         with torch.autocast(z.device.type, enabled=False):
-            z = z.to(mu.dtype)
+            z, mu, log_sigma = z.double(), mu.double(), log_sigma.double()
             precision = torch.exp(-2.0 * log_sigma)  # [V, H]
             quad = (z * z) @ precision.t() - 2.0 * z @ (mu * precision).t()  # [B, T, V]
             quad = quad + (mu * mu * precision).sum(-1)  # + sum_h mu^2 / sigma^2
             log_norm = log_sigma.sum(-1) + 0.5 * mu.shape[-1] * LOG_2PI  # [V]
-            return torch.log_softmax(self.log_pi, 0) - log_norm - 0.5 * quad
+            joint = torch.log_softmax(self.log_pi.double(), 0) - log_norm - 0.5 * quad
+            # normalised before the cast: the log-numerators reach 1e6 at the sigma floor, where
+            # float32 keeps 0.1 nats; the log-posteriors near the top keep 1e-7 of theirs
+            return joint.log_softmax(-1).to(self.log_pi.dtype)

@@ -85,6 +85,10 @@ class TarFlowPrior(SequencePrior):
     ``flow(features=H, context_features=C)``); ``alternate``: reverse the time direction of
     every other block (False: all forwards, the one-direction ablation)."""
 
+    # No single context per step: z_t's density comes from every block, in both time directions,
+    # so there is no one flow p(z_t | z_<t) to draw (``latentflow-plot prior`` says so).
+    contexts = None
+
     def __init__(
         self,
         latent_dim: int,
