@@ -330,6 +330,8 @@ def test_the_zoom_keeps_full_weight_validations_and_stars_the_best(tmp_path):
     lines = fig.axes[0].get_lines()  # per run: its curve, then its best point
     assert [list(line.get_ydata()) for line in lines[::2]] == [[4.2, 3.0, 3.5], [4.2, 3.25, 3.75]]
     assert [list(line.get_ydata()) for line in lines[1::2]] == [[3.0], [3.25]]
+    assert lines[0].get_color() == lines[2].get_color()  # one row, two seeds: one colour
+    assert (lines[0].get_linestyle(), lines[2].get_linestyle()) == ("-", "--")
     legend = [t.get_text() for t in fig.axes[0].get_legend().get_texts()]
     assert legend == ["a_s0 (best 3.000)", "a_s1 (best 3.250)"]
     assert is_png(tmp_path / "val.png")

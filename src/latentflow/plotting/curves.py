@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import math
+import re
 from pathlib import Path
 
 import numpy as np
@@ -110,9 +111,12 @@ def full_weight_nll(metrics: Series) -> tuple[np.ndarray, np.ndarray]:
     return steps[keep], values[keep]
 
 
-def draw_zoom_panel(ax: Axes, metrics: Series, label: str | None = None) -> float | None:
+def draw_zoom_panel(
+    ax: Axes, metrics: Series, label: str | None = None, style: dict | None = None
+) -> float | None:
     """Validation NLL once the KL weight is 1, its best point starred (and written, or in the
-    legend when ``label``); the y axis spans the best value + 3. Returns the best value."""
+    legend when ``label``; ``style``: the line's matplotlib keywords); the y axis spans the best
+    value + 3. Returns the best value."""
     steps, values = full_weight_nll(metrics) if "val/nll" in metrics else ([], [])
     ax.set_title(ZOOM_TITLE, fontsize=9)
     ax.set_xlabel("step", fontsize=8)
@@ -129,7 +133,8 @@ def draw_zoom_panel(ax: Axes, metrics: Series, label: str | None = None) -> floa
         return None
     best = int(np.argmin(values))
     text = f"{values[best]:.3f}"
-    (line,) = ax.plot(steps, values, marker="o", ms=3, label=label and f"{label} (best {text})")
+    kw = {"marker": "o", "ms": 3} | (style or {})
+    (line,) = ax.plot(steps, values, label=label and f"{label} (best {text})", **kw)
     ax.plot(steps[best], values[best], "*", ms=12, color=line.get_color())
     if label is None:
         ax.annotate(
@@ -170,15 +175,20 @@ def plot_validation_comparison(
     runs: list[PathLike], path: PathLike | None = None, dpi: int = 110
 ) -> Figure:
     """Several runs' validation NLL at full KL weight in one panel (a line each, named by its
-    directory, best points starred): seeds and rows side by side."""
+    directory, best points starred): seeds and rows side by side. Runs named ``<row>_s<seed>``
+    share their row's colour, a line style per seed."""
     fig = new_figure(7.0, 4.5)
     ax = fig.subplots()
-    bests = []
-    for run in runs:
+    bests, colours = [], {}
+    for i, run in enumerate(runs):
         metrics = read_metrics(run)
         if "val/nll" not in metrics:
             raise ValueError(f"{run}: no val/nll logged")
-        best = draw_zoom_panel(ax, metrics, label=Path(run).name)
+        name = Path(run).name
+        row, seed = re.fullmatch(r"(.+?)(?:_s(\d+))?", name).groups()
+        colour = colours.setdefault(row, f"C{len(colours) % 10}")
+        style = {"color": colour, "ls": ("-", "--", ":", "-.")[int(seed or i) % 4]}
+        best = draw_zoom_panel(ax, metrics, label=name, style=style)
         bests += [] if best is None else [best]
     if bests:  # from the best run's best to 3 above the worst run's best
         ax.set_ylim(min(bests) - 0.2, max(bests) + 3.0)
