@@ -65,6 +65,24 @@ def test_log_prob_equals_bruteforce_jacobian(num_blocks, hidden, float64):
     torch.testing.assert_close(prior.log_prob(z, lengths)[0], expected, rtol=1e-10, atol=1e-10)
 
 
+def test_a_padded_sequence_log_prob_equals_its_bruteforce_jacobian(float64):
+    """Length 3 in a batch padded to T = 5, three blocks (two forwards, one reversed within the
+    length): log p is N(eps) over the valid steps plus the slogdet of the valid steps' Jacobian."""
+    prior = tarflow(3)
+    L, lengths = 3, torch.tensor([3])
+    z = torch.randn(1, T, H)
+    z[0, L:] = 0.0
+
+    def eps_valid(v):  # the valid steps in, the valid steps out, the padding held at 0
+        full = torch.cat([v, torch.zeros(1, T - L, H)], 1)
+        return prior.eps_and_logdet(full, lengths)[0][:, :L]
+
+    eps = eps_valid(z[:, :L])
+    jac = jacobian(eps_valid, z[0, :L]).reshape(L * H, L * H)
+    expected = standard_normal_log_prob(eps.reshape(-1)) + torch.linalg.slogdet(jac)[1]
+    torch.testing.assert_close(prior.log_prob(z, lengths)[0], expected, rtol=1e-10, atol=1e-10)
+
+
 def test_each_block_sees_one_side_and_the_stack_both(float64):
     """Block 0 runs forwards: its step t depends on steps <= t only; block 1 runs backwards
     within each length: on steps >= t only (padding after the length is never reached); two
