@@ -88,6 +88,22 @@ class SequencePrior(nn.Module):
         return z.masked_fill(~mask[..., None], 0.0), log_p
 
 
+def sample_af_in_time(
+    context: TimeConditioner, flow: HiddenFlow, eps: Tensor, position: Tensor
+) -> tuple[Tensor, Tensor]:
+    """AF in time, sampling direction: z_t = flow^-1(eps_t; c_t), c_t = context(z_{<t}), one
+    step at a time with the conditioner's state. ``eps [B, T, H]``, ``position [B, T, P]`` ->
+    (z [B, T, H], log |det d z_t / d eps_t| [B, T])."""
+    zs, lds, state, z_prev = [], [], None, None
+    with record_function("latentflow.serial_loop"):
+        for t in range(eps.shape[1]):  # serial in time: c_t needs z_{t-1}
+            ctx, state = context.step(z_prev, position[:, t], state)
+            z_prev, ld = flow.sample(eps[:, t], ctx)
+            zs.append(z_prev)
+            lds.append(ld)
+    return torch.stack(zs, 1), torch.stack(lds, 1)
+
+
 def build_part(part: Any, **wiring: Any) -> nn.Module:
     """A part given as a module is used as it is; a factory is called with the wiring."""
     return part if isinstance(part, nn.Module) else part(**wiring)
@@ -129,14 +145,8 @@ class AFTimePrior(SequencePrior):
     def sample(self, lengths, temperature=1.0, generator=None):
         eps = self._draw_eps(lengths, temperature, generator)  # [B, T, H]
         pos = self.position(lengths, eps.shape[1])  # [B, T, P]
-        zs, lds, state, z_prev = [], [], None, None
-        with record_function("latentflow.serial_loop"):
-            for t in range(eps.shape[1]):  # serial in time: c_t needs z_{t-1}
-                ctx, state = self.context.step(z_prev, pos[:, t], state)
-                z_prev, ld = self.flow.sample(eps[:, t], ctx)
-                zs.append(z_prev)
-                lds.append(ld)
-        return self._finish(torch.stack(zs, 1), eps, torch.stack(lds, 1), lengths)
+        z, inv_logdet = sample_af_in_time(self.context, self.flow, eps, pos)
+        return self._finish(z, eps, inv_logdet, lengths)
 
 
 class IAFTimePrior(AFTimePrior):

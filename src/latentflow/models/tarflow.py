@@ -26,13 +26,13 @@ from __future__ import annotations
 
 import torch
 from torch import Tensor, nn
-from torch.profiler import record_function
 
 from latentflow.models.priors import (
     ConditionerFactory,
     FlowFactory,
     SequencePrior,
     build_part,
+    sample_af_in_time,
 )
 from latentflow.models.recurrent import reverse_within_length
 from latentflow.protocols import HiddenFlow, TimeConditioner
@@ -69,14 +69,8 @@ class TarFlowBlock(nn.Module):
         ``u [B, T, H]`` -> (v [B, T, H], log |det d v_t / d u_t| [B, T])."""
         order = index if self.reverse else None
         u, position = reorder(u, order), reorder(position, order)
-        vs, lds, state, v_prev = [], [], None, None
-        with record_function("latentflow.serial_loop"):
-            for t in range(u.shape[1]):  # c_t needs v_{t-1}
-                ctx, state = self.context.step(v_prev, position[:, t], state)
-                v_prev, ld = self.flow.sample(u[:, t], ctx)
-                vs.append(v_prev)
-                lds.append(ld)
-        return reorder(torch.stack(vs, 1), order), reorder(torch.stack(lds, 1), order)
+        v, logdet = sample_af_in_time(self.context, self.flow, u, position)
+        return reorder(v, order), reorder(logdet, order)
 
 
 class TarFlowPrior(SequencePrior):
