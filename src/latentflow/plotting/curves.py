@@ -103,7 +103,8 @@ def full_weight_nll(metrics: Series) -> tuple[np.ndarray, np.ndarray]:
     annealing phase's NLL being orders larger. The final evaluation of the best checkpoint,
     logged at the test numbers' step, is left out."""
     steps, values = (np.asarray(a, dtype=np.float64) for a in metrics["val/nll"])
-    keep = ~np.isin(steps, metrics["test/nll"][0]) if "test/nll" in metrics else steps == steps
+    everything = np.ones(steps.shape, dtype=bool)
+    keep = ~np.isin(steps, metrics["test/nll"][0]) if "test/nll" in metrics else everything
     if "train/kl_weight" in metrics:
         w_steps, weights = metrics["train/kl_weight"]
         full = w_steps[weights >= 1.0 - 1e-9]
