@@ -149,3 +149,19 @@ def test_the_benchmarks_time_the_recipes_models_and_variants():
     assert set(rows) == {
         r.name for d in ("jsb", "nottingham") for r in recipes.recipes(d, "paper")
     }
+
+
+def test_the_successor_benchmark_times_a_step_and_a_generation_per_recipe(
+    tmp_path, monkeypatch, capsys
+):
+    bench = load_benchmark("bench_successor")
+    args = ["--tiny", "--threads", "1", "--models", "af_af,tarflowlm", "--datasets", "jsb",
+            "--steps", "1", "--repeats", "1", "--out-dir", str(tmp_path)]  # fmt: skip
+    run_benchmark(bench, args, monkeypatch)
+    with open(tmp_path / "successor_speed.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert [(r["dataset"], r["model"]) for r in rows] == [("jsb", "af_af"), ("jsb", "tarflowlm")]
+    assert all(float(r["step_s"]) > 0 and float(r["sample_s"]) > 0 for r in rows)
+    assert all(r["threads"] == "1" and r["elbo_samples"] == "2" for r in rows)  # debug=tiny's K
+    with pytest.raises(SystemExit, match="unknown dataset or recipe"):
+        run_benchmark(bench, ["--models", "af_afx"], monkeypatch)
