@@ -97,3 +97,46 @@ def test_the_versions_benchmark_times_each_checkouts_main_row_of_the_long_batch(
     expected = "jemalloc" if JEMALLOC.exists() else "glibc-tuned"
     assert plan[("af_af", "long", "fp32")]["allocator"] == expected
     assert {r["allocator"] for r in plan.values()} == {expected}
+
+
+# Training steps of cpu/jsb/tarflowlm on batches of varying length; prints the resident set
+# size (MB) after step 10 and after the last.
+GROWTH = """
+import sys, torch
+from latentflow.configs import compose, components_of
+from latentflow.models.build import build_net
+torch.set_num_threads(1)
+torch.manual_seed(0)
+cfg = compose(["experiment=cpu/jsb/tarflowlm"])
+net = build_net(components_of(cfg), {"kind": "music", "num_features": 88, "max_length": 180})
+opt = torch.optim.Adam(net.parameters(), 1e-3)
+g = torch.Generator().manual_seed(0)
+def rss():
+    return int(open("/proc/self/statm").read().split()[1]) * 4096 / 2**20
+for step in range(int(sys.argv[1])):
+    T = int(torch.randint(20, 129, (1,), generator=g))
+    lengths = torch.randint(max(1, T - 30), T + 1, (5,), generator=g)
+    lengths[0] = T
+    x = (torch.rand(5, T, 88, generator=g) < 0.05).float()
+    loss = -net.training_terms(x, lengths, 1, 1.0)["objective"].sum() / lengths.sum()
+    opt.zero_grad()
+    loss.backward()
+    opt.step()
+    if step == 10:
+        print(rss())
+print(rss())
+"""
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not JEMALLOC.exists(), reason="libjemalloc2 not installed")
+def test_training_on_jemalloc_as_we_run_it_does_not_grow_without_bound():
+    # With no decay and jemalloc's default lg_extent_max_active_fit (6), this loop grew by ~20 MB
+    # a step (+1,000 MB from step 10 to 60 here; a JSB run was killed out of memory at 19 GB).
+    env = {**os.environ, "LD_PRELOAD": str(JEMALLOC), "MALLOC_CONF": runtime.JEMALLOC_CONF}
+    out = subprocess.run(
+        [sys.executable, "-c", GROWTH, "60"], capture_output=True, text=True, env=env, timeout=600
+    )
+    assert out.returncode == 0, out.stderr[-2000:]
+    after_10, after_60 = (float(v) for v in out.stdout.split())
+    assert after_60 - after_10 < 150, f"{after_10:.0f} MB -> {after_60:.0f} MB in 50 steps"
