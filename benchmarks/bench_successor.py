@@ -55,7 +55,7 @@ def make_batch(task: dict, batch: int, length: int, gen: torch.Generator):
 
 
 def build(dataset: str, model: str, tiny: bool):
-    """A recipe's model and its config (K, batch size) as a training run composes them."""
+    """A recipe's model and its config (K, gradient clipping) as a training run composes them."""
     from latentflow.configs import components_of
     from latentflow.models.build import build_net
 
@@ -123,6 +123,8 @@ def main() -> None:
     parser.add_argument("--tiny", action="store_true", help="tiny models (smoke test only)")
     parser.add_argument("--out-dir", type=Path, default=RESULTS)
     args = parser.parse_args()
+    if args.steps < 1 or args.repeats < 1 or args.threads < 1:
+        parser.error("--steps, --repeats and --threads must be >= 1")
     models = [m for m in args.models.split(",") if m]
     datasets = [d for d in args.datasets.split(",") if d]
     bad = [d for d in datasets if d not in TASKS]

@@ -165,3 +165,6 @@ def test_the_successor_benchmark_times_a_step_and_a_generation_per_recipe(
     assert all(r["threads"] == "1" and r["elbo_samples"] == "2" for r in rows)  # debug=tiny's K
     with pytest.raises(SystemExit, match="unknown dataset or recipe"):
         run_benchmark(bench, ["--models", "af_afx"], monkeypatch)
+    with pytest.raises(SystemExit) as stop:
+        run_benchmark(bench, ["--steps", "0"], monkeypatch)
+    assert stop.value.code == 2 and "must be >= 1" in capsys.readouterr().err
