@@ -15,9 +15,7 @@ repeats. Writes benchmarks/results/bilstm_directions.csv. Run it on an idle mach
 from __future__ import annotations
 
 import argparse
-import statistics
 import subprocess
-import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 
@@ -26,6 +24,7 @@ from torch import nn
 
 from benchmarks import RESULTS, module_command, module_environment
 from benchmarks.csv_rows import write_rows
+from benchmarks.step_costs import median_seconds
 
 CSV = RESULTS / "bilstm_directions.csv"
 WEIGHTS = ("weight_ih", "weight_hh", "bias_ih", "bias_hh")
@@ -64,16 +63,6 @@ def _no_grad(fn: Callable) -> Callable:
             return fn(*args)
 
     return wrapped
-
-
-def median_seconds(fn: Callable[[], object], repeats: int) -> float:
-    fn()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
 
 
 METHODS = (

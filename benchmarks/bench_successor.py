@@ -22,14 +22,13 @@ from __future__ import annotations
 
 import argparse
 import os
-import statistics
-import time
 from pathlib import Path
 
 import torch
 
 from benchmarks import RESULTS
 from benchmarks.csv_rows import write_rows
+from benchmarks.step_costs import median_seconds
 from latentflow import recipes, runtime
 from latentflow.configs import compose
 
@@ -66,17 +65,6 @@ def build(dataset: str, model: str, tiny: bool):
     return net, cfg
 
 
-def median_seconds(fn, warmup: int, repeats: int) -> float:
-    for _ in range(warmup):
-        fn()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
-
-
 def time_row(dataset: str, model: str, args) -> dict:
     task = TASKS[dataset]
     net, cfg = build(dataset, model, args.tiny)
@@ -95,7 +83,7 @@ def time_row(dataset: str, model: str, args) -> dict:
         opt.step()
 
     net.train()
-    step_s = median_seconds(train_step, 2, args.steps)
+    step_s = median_seconds(train_step, args.steps, warmup=2)
     net.eval()
     T = 6 if args.tiny else task["sample_length"]
     one = torch.full((1,), T, dtype=torch.long)
@@ -104,7 +92,7 @@ def time_row(dataset: str, model: str, args) -> dict:
         with torch.inference_mode():
             net.sample(lengths=one, generator=torch.Generator().manual_seed(0))
 
-    sample_s = median_seconds(generate, 1, args.repeats)
+    sample_s = median_seconds(generate, args.repeats)
     params = sum(p.numel() for p in net.parameters())
     return {"dataset": dataset, "model": model, "parameters": params, "elbo_samples": samples,
             "batch": batch, "length": length, "step_s": step_s,
