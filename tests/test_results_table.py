@@ -84,3 +84,27 @@ def test_seed_table_gives_mean_sd_and_the_distance_in_base_sds(tmp_path):
     assert base.endswith("| — | 6.90 | +0.200 (+2.0 sd) |") and new.endswith("| — | — |")
     bad = subprocess.run([*cmd[:-1], "new_row"], capture_output=True, text=True)
     assert bad.returncode == 2 and "no run directory new_row_s<seed>" in bad.stderr
+
+
+def test_seed_table_tables_text_runs_in_bpc_with_their_steps_and_never_mixes_units(tmp_path):
+    for name, values in {"af_af": [2.8, 2.9, 3.0], "tarflowlm": [3.4, 3.6, 3.5]}.items():
+        for seed, v in enumerate(values):
+            payload = {
+                "test": {"nll_paper_bpc": v, "nll_cond_bpc": v - 0.04, "nll_paper_nats": 9.9},
+                "val": {"nll": 9.9, "nll_paper_bpc": v + 0.1},
+                "epochs": 0,
+                "global_step": 500 + seed,
+            }
+            write(tmp_path / "ptb" / f"{name}_s{seed}", payload)
+    cmd = [sys.executable, str(SEED_SCRIPT), str(tmp_path / "ptb"), "--versus", "af_af"]
+    out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
+    header, _, base, new = out.splitlines()
+    assert "test NLL, paper conv. (bpc)" in header and header.split(" | ")[6] == "steps"
+    assert base.startswith("| af_af | 0,1,2 | 2.900 ± 0.100 | 2.860 ± 0.100 | 2.800, 2.900, 3.000")
+    assert base.endswith("| 3.000 ± 0.100 | 500, 501, 502 | — |")
+    assert new.endswith("| 3.600 ± 0.100 | 500, 501, 502 | +0.600 (+6.0 sd) |")
+    write(tmp_path / "jsb" / "af_af_s0", {"test": {"nll_paper_nats": 7.0, "nll_cond_nats": 7.1},
+                                          "val": {"nll": 7.2}, "epochs": 40})  # fmt: skip
+    mixed = subprocess.run([*cmd[:2], str(tmp_path / "ptb"), str(tmp_path / "jsb")],
+                           capture_output=True, text=True)  # fmt: skip
+    assert mixed.returncode == 2 and "mix text runs (bpc) and music runs (nats)" in mixed.stderr
