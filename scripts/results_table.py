@@ -3,7 +3,8 @@
 python scripts/results_table.py outputs/reproduce-cpu
 
 Runs of ``latentflow-train`` and of ``latentflow-eval`` (a re-evaluation, e.g. at another S)
-alike; a re-evaluation has no training columns ("—").
+alike; a re-evaluation has no training columns ("—"). One table per dataset; text runs (their
+metrics carry bits per character, whatever the dataset is called) in bpc, music runs in nats.
 """
 
 from __future__ import annotations
@@ -17,6 +18,11 @@ def fmt(value: float | None, digits: int = 3) -> str:
     return "—" if value is None else f"{value:.{digits}f}"
 
 
+def unit_of(payload: dict) -> str:
+    """``bpc`` for a run measured in bits per character (text), else ``nats`` (music)."""
+    return "bpc" if "nll_paper_bpc" in payload["test"] else "nats"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("roots", nargs="+", type=Path)
@@ -27,13 +33,13 @@ def main() -> None:
             payload = json.loads(path.read_text())
             if "test" in payload and payload.get("experiment"):
                 runs.append((path.parent, payload))
-    by_dataset: dict[str, list] = {}
+    by_dataset: dict[tuple[str, str], list] = {}
     for run_dir, p in runs:
-        dataset = p["experiment"].split("/")[-2]
-        by_dataset.setdefault(dataset, []).append((run_dir, p))
-    for dataset, rows in by_dataset.items():
-        text = dataset == "ptb"
-        unit = "bpc" if text else "nats"
+        # cpu/ptb/af_af -> ptb; a user's own top-level experiment is its own table
+        dataset = p["experiment"].rsplit("/", 2)[-2] if "/" in p["experiment"] else p["experiment"]
+        by_dataset.setdefault((dataset, unit_of(p)), []).append((run_dir, p))
+    for (dataset, unit), rows in by_dataset.items():
+        text = unit == "bpc"
         print(f"\n### {dataset}\n")
         print(
             f"| experiment | test NLL ({unit}, paper conv.) | ± s.e. | test NLL (cond.) | "

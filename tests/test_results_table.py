@@ -55,6 +55,24 @@ def test_train_and_eval_runs_are_tabulated(tmp_path):
     assert rows[1].endswith("| — | — | — | — | 1.46 |")
 
 
+def test_own_text_datasets_are_tabled_in_bpc_by_their_metrics_not_their_name(tmp_path):
+    text = {"nll": 2.0, "nll_paper_bpc": 2.0, "nll_cond_bpc": 1.9, "recon": 0.6931471805599453}
+    music = {"nll": 7.0, "nll_paper_nats": 7.0, "nll_cond_nats": 7.05, "recon": 4.0}
+    write(tmp_path / "a", {"experiment": "mine/wiki_chars/af_af", "test": text})
+    write(tmp_path / "b", {"experiment": "my_recipe", "test": text})  # no folder in its name
+    write(tmp_path / "c", {"experiment": "cpu/jsb/af_af", "test": music})
+    out = subprocess.run(
+        [sys.executable, str(SCRIPT), str(tmp_path)], capture_output=True, text=True, check=True
+    ).stdout
+    tables = out.split("### ")[1:]
+    by_name = {t.splitlines()[0]: t for t in tables}
+    assert set(by_name) == {"wiki_chars", "my_recipe", "jsb"}
+    assert "test NLL (bpc, paper conv.)" in by_name["wiki_chars"]
+    assert "| `mine/wiki_chars/af_af` | 2.000 | — | 1.900 | 1.000 |" in by_name["wiki_chars"]
+    assert "test NLL (bpc, paper conv.)" in by_name["my_recipe"]
+    assert "| `cpu/jsb/af_af` | 7.000 | — | 7.050 | 4.000 |" in by_name["jsb"]
+
+
 SEED_SCRIPT = SCRIPT.parent / "seed_table.py"
 
 
